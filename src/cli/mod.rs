@@ -1,0 +1,219 @@
+//! The command line: clap definitions, one module per subcommand, and the
+//! mapping of errors to exit statuses (SPEC 6).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::core::config::ToolSpec;
+use crate::core::{Fatal, status};
+
+mod client;
+mod kill;
+mod run;
+mod serve;
+
+/// Make slow-starting command-line tools fast to call: the first call
+/// starts a background server running the unchanged tool, every later call
+/// streams its input through the warm tool.
+#[derive(Debug, Parser)]
+#[command(name = "viasock", version, max_term_width = 100)]
+pub struct Cli {
+    /// State directory for sockets, locks and logs.
+    #[arg(long, global = true, env = "VIASOCK_DIR", value_name = "DIR", default_value = ".viasock")]
+    pub dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command through its server, starting the server if needed.
+    Run(RunArgs),
+    /// Run a server in the foreground (what `run` starts in the background).
+    Serve(ServeArgs),
+    /// Stream stdin through the server listening at SOCKET.
+    Client(ClientArgs),
+    /// Stop servers in the state directory.
+    Kill(KillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub tool: ToolArgs,
+
+    /// Fail (status 69) instead of starting a server.
+    #[arg(long)]
+    pub no_spawn: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub tool: ToolArgs,
+
+    /// Socket to listen at [default: DIR/sockets/ID.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Write `ready` to stdout once listening (used by `run`).
+    #[arg(long, hide = true)]
+    pub notify_ready: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server's socket.
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Ids (any unique prefix) of the servers to stop.
+    #[arg(required_unless_present = "all")]
+    pub ids: Vec<String>,
+
+    /// Stop every server in the state directory.
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+
+    /// Do not wait for requests in flight.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The tool and the options of SPEC 1 that shape its server. Long names are
+/// the original viasock's, so existing command lines keep working.
+#[derive(Debug, Args)]
+pub struct ToolArgs {
+    /// Regex: an input line matching it (at its start) ends a record; '' makes every line a record.
+    #[arg(short = 't', long, value_name = "PATTERN", default_value = "")]
+    pub input_terminator: String,
+
+    /// Regex: the same for the tool's output.
+    #[arg(short = 'T', long, value_name = "PATTERN", default_value = "")]
+    pub output_terminator: String,
+
+    /// Records the tool writes at start-up; every client receives them first.
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 0)]
+    pub output_prelude: usize,
+
+    /// Longest time the tool may take to answer one record; then it is killed (status 124).
+    #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_secs)]
+    pub process_timeout: Option<Duration>,
+
+    /// Idle time after which a server stops; 0 never stops.
+    #[arg(short = 'W', long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
+    pub server_timeout: Duration,
+
+    /// Most tool instances one server runs at once (only 1 for now).
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub instances: u32,
+
+    /// Let concurrent clients share one instance record by record (not yet implemented).
+    #[arg(long)]
+    pub interleave: bool,
+
+    /// Extra file or directory whose change must give a new server (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub watch: Vec<PathBuf>,
+
+    /// Environment variable whose value belongs to the server's identity (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub env: Vec<String>,
+
+    /// Server log file [default: DIR/logs/ID.log].
+    #[arg(short = 'l', long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+
+    /// The tool to run.
+    #[arg(required = true, value_name = "PROGRAM")]
+    pub program: OsString,
+
+    /// Its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<OsString>,
+}
+
+impl ToolArgs {
+    /// Validates the options into a [`ToolSpec`].
+    pub fn spec(&self) -> Result<ToolSpec, Fatal> {
+        let spec = ToolSpec {
+            program: self.program.clone(),
+            args: self.args.clone(),
+            input_terminator: self.input_terminator.clone(),
+            output_terminator: self.output_terminator.clone(),
+            prelude: self.output_prelude,
+            process_timeout: self.process_timeout.filter(|d| !d.is_zero()),
+            server_timeout: Some(self.server_timeout).filter(|d| !d.is_zero()),
+            instances: self.instances as usize,
+            interleave: self.interleave,
+            watch: self.watch.clone(),
+            env: self.env.clone(),
+            log: self.log.clone(),
+        };
+        for (flag, pattern) in [("-t", &spec.input_terminator), ("-T", &spec.output_terminator)] {
+            if let Err(e) = crate::core::records::Terminator::new(pattern) {
+                return Err(Fatal::new(status::USAGE, format!("bad {flag} pattern {pattern:?}: {e}")));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("not a number of seconds: {s}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("not a usable number of seconds: {s}"))
+}
+
+/// Parses the command line, runs the command and returns its exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(a) => run::run(&cli, a),
+        Command::Serve(a) => serve::serve(&cli, a),
+        Command::Client(a) => client::client(a),
+        Command::Kill(a) => kill::kill(&cli, a),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.downcast_ref::<Fatal>().map_or(status::FAILURE, |f| f.code);
+            let _ = writeln!(std::io::stderr(), "viasock: {e:#}");
+            code
+        }
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn original_viasock_command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "viasock", "run", "--process-timeout", "60", "--server-timeout", "86400", "-t", "^$", "-T", "^$",
+            "--log", "logs/parse", "--output-prelude", "1", "java", "-jar", "parser.jar", "--model", "models/en",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else { panic!("not run") };
+        let spec = r.tool.spec().unwrap();
+        assert_eq!(spec.program, "java");
+        assert_eq!(spec.args, ["-jar", "parser.jar", "--model", "models/en"]);
+        assert_eq!(spec.prelude, 1);
+        assert_eq!(spec.process_timeout, Some(Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,36 @@
+//! `viasock run`: the main job. Compute the command's id, reach (or start)
+//! its server, stream stdin through it.
+
+use crate::cli::{Cli, RunArgs};
+use crate::core::autostart::{self, Connection, Target};
+use crate::core::client;
+use crate::core::identity;
+use crate::core::paths::StateDir;
+use crate::core::{Fatal, status};
+
+pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
+    let spec = args.tool.spec()?;
+    let cwd = std::env::current_dir().map_err(|e| Fatal::new(status::FAILURE, format!("cannot read the working directory: {e}")))?;
+    let dir = StateDir::new(&cli.dir, &cwd);
+    let skip = std::fs::canonicalize(dir.root()).ok();
+    let id = identity::compute(&spec, &cwd, skip.as_deref()).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let log = spec.log.as_ref().map_or_else(|| dir.log(&id), |l| cwd.join(l));
+    let target = Target {
+        spec: &spec,
+        dir: &dir,
+        id,
+        log,
+    };
+    let conn = autostart::connect_or_start(&target, args.no_spawn)?;
+    finish(conn)
+}
+
+/// Streams stdio through a welcomed connection; prints the server's
+/// message, if any, and returns the call's exit status.
+pub fn finish(conn: Connection) -> anyhow::Result<i32> {
+    let ending = client::stream_stdio(conn.stream)?;
+    if let Some(m) = ending.message {
+        eprintln!("viasock: {m}");
+    }
+    Ok(ending.status)
+}

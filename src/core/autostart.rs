@@ -1,0 +1,211 @@
+//! Finding or starting the server for a command (SPEC 4).
+//!
+//! Connect first; only if nobody answers, take the command's lock, look
+//! once more, and start `viasock serve` in a new session. The server says
+//! `ready` on a pipe once it listens, so nobody sleeps a fixed time, and the
+//! lock makes any number of concurrent first calls start exactly one server.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::core::client::{self, Handshake};
+use crate::core::config::ToolSpec;
+use crate::core::identity::Id;
+use crate::core::paths::{StateDir, open_private_append};
+use crate::core::protocol::Purpose;
+use crate::core::{Fatal, status};
+
+/// Longest wait for a server to say it listens.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Servers that may close on us while shutting down before we give up.
+const ATTEMPTS: usize = 5;
+
+/// A connected, welcomed server.
+pub struct Connection {
+    pub stream: UnixStream,
+    pub server_pid: u32,
+}
+
+/// Where a command's server lives.
+pub struct Target<'a> {
+    pub spec: &'a ToolSpec,
+    pub dir: &'a StateDir,
+    pub id: Id,
+    pub log: PathBuf,
+}
+
+/// Connects to the command's server, starting one if there is none (unless
+/// `no_spawn`).
+pub fn connect_or_start(t: &Target, no_spawn: bool) -> Result<Connection, Fatal> {
+    let socket = t.dir.socket(&t.id);
+    for _ in 0..ATTEMPTS {
+        if !t.dir.verify().map_err(unavailable)? && no_spawn {
+            return Err(no_server(&socket));
+        }
+        let stream = match client::connect(&socket).map_err(unavailable)? {
+            Some(s) => s,
+            None if no_spawn => return Err(no_server(&socket)),
+            None => start(t, &socket)?,
+        };
+        if let Some(c) = welcome(stream)? {
+            return Ok(c);
+        }
+    }
+    Err(Fatal::new(
+        status::UNAVAILABLE,
+        format!("could not reach a server at {} (see log {})", socket.display(), t.log.display()),
+    ))
+}
+
+fn welcome(mut stream: UnixStream) -> Result<Option<Connection>, Fatal> {
+    match client::handshake(&mut stream, Purpose::Run) {
+        Ok(Handshake::Welcome(server_pid)) => Ok(Some(Connection { stream, server_pid })),
+        Ok(Handshake::Closed) => Ok(None),
+        Err(e) => Err(Fatal::new(status::UNAVAILABLE, format!("server handshake failed: {e}"))),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Fatal {
+    Fatal::new(status::UNAVAILABLE, e.to_string())
+}
+
+fn no_server(socket: &Path) -> Fatal {
+    Fatal::new(
+        status::UNAVAILABLE,
+        format!("no server is running at {} (--no-spawn)", socket.display()),
+    )
+}
+
+/// Starts a server under the command's lock and returns a connection to
+/// it, or to the one another caller started while we waited for the lock.
+fn start(t: &Target, socket: &Path) -> Result<UnixStream, Fatal> {
+    t.dir.ensure().map_err(unavailable)?;
+    let _lock = lock(&t.dir.lock(&t.id)).map_err(unavailable)?;
+    if let Some(s) = client::connect(socket).map_err(unavailable)? {
+        return Ok(s);
+    }
+    // Nobody listens: whatever is at the path was left by a dead server.
+    match fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(unavailable(format!("cannot remove stale socket {}: {e}", socket.display()))),
+    }
+    spawn(t, socket)?;
+    match client::connect(socket).map_err(unavailable)? {
+        Some(s) => Ok(s),
+        None => Err(Fatal::new(
+            status::UNAVAILABLE,
+            format!("the server started but does not listen at {} (see log {})", socket.display(), t.log.display()),
+        )),
+    }
+}
+
+/// Takes the exclusive lock at `path`. A server removes its lock file when
+/// it stops; if that happened between our open and our lock, the file we
+/// hold is no longer the lock, so open it again.
+pub fn lock(path: &Path) -> io::Result<File> {
+    loop {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)?;
+        f.lock()?;
+        let held = f.metadata()?;
+        match fs::metadata(path) {
+            Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => return Ok(f),
+            _ => continue,
+        }
+    }
+}
+
+/// Runs `viasock serve` for the command in a new session, its output in the
+/// log, and waits until it listens.
+fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
+    let log = open_private_append(&t.log)
+        .map_err(|e| unavailable(format!("cannot open log {}: {e}", t.log.display())))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| unavailable(format!("cannot find the viasock executable: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--dir")
+        .arg(t.dir.root())
+        .arg("serve")
+        .args(t.spec.serve_options())
+        .arg("--log")
+        .arg(&t.log)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--notify-ready")
+        .arg("--")
+        .arg(&t.spec.program)
+        .args(&t.spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the
+    // parent; it detaches the server from the caller's terminal and job, so
+    // Ctrl-C or a closed terminal does not take it down.
+    unsafe {
+        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| unavailable(format!("cannot start the server: {e}")))?;
+    let ready = match child.stdout.take() {
+        Some(out) => wait_ready(out),
+        None => false,
+    };
+    if ready {
+        return Ok(());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let last = last_line(&t.log).unwrap_or_default();
+    Err(Fatal::new(
+        status::UNAVAILABLE,
+        format!("the server did not start: {last} (see log {})", t.log.display()),
+    ))
+}
+
+/// Reads the server's readiness line, within [`READY_TIMEOUT`]. End of file
+/// means the server died first.
+fn wait_ready(mut out: impl Read + AsFd) -> bool {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16];
+    while !got.ends_with(b"\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ts = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        let mut fds = [rustix::event::PollFd::new(&out, rustix::event::PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+        match out.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got == b"ready\n"
+}
+
+/// The last non-empty line of a file, for error messages.
+pub fn last_line(path: &Path) -> Option<String> {
+    let text = fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned)
+}

@@ -1,0 +1,182 @@
+//! The client side of a connection: connect with the peer check, the
+//! handshake, and pumping stdin to the server and its answers to stdout.
+//!
+//! This is the warm path of `viasock run`, so it is plain blocking I/O on
+//! two threads: no async runtime, no logging set-up.
+
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use crate::core::paths::SocketPath;
+use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
+use crate::core::{Fatal, status};
+
+/// Connects to a server socket. `Ok(None)` means no server is there (no
+/// socket file, or nobody listening on it).
+pub fn connect(path: &Path) -> io::Result<Option<UnixStream>> {
+    let addr = SocketPath::new(path)?;
+    match UnixStream::connect(addr.as_path()) {
+        Ok(s) => {
+            let peer = rustix::net::sockopt::socket_peercred(&s)?;
+            if peer.uid != rustix::process::geteuid() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("the server at {} runs as another user", path.display()),
+                ));
+            }
+            Ok(Some(s))
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The outcome of a handshake.
+pub enum Handshake {
+    /// The server answered; its pid.
+    Welcome(u32),
+    /// The connection closed first: the server was shutting down, and the
+    /// caller should find or start another.
+    Closed,
+}
+
+pub fn handshake(stream: &mut UnixStream, purpose: Purpose) -> Result<Handshake, ProtocolError> {
+    if let Err(e) = stream.write_all(&protocol::hello(purpose)) {
+        return closed_or(e);
+    }
+    match protocol::read_frame(stream) {
+        Ok(Some(f)) if f.kind == Kind::Error => Err(ProtocolError::Io(io::Error::other(
+            String::from_utf8_lossy(&f.payload).into_owned(),
+        ))),
+        Ok(Some(f)) => protocol::parse_welcome(&f).map(Handshake::Welcome),
+        Ok(None) => Ok(Handshake::Closed),
+        Err(ProtocolError::Io(e)) => closed_or(e),
+        Err(e) => Err(e),
+    }
+}
+
+fn closed_or(e: io::Error) -> Result<Handshake, ProtocolError> {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => Ok(Handshake::Closed),
+        _ => Err(e.into()),
+    }
+}
+
+/// What the server said at the end of a call.
+pub struct Ending {
+    pub status: i32,
+    pub message: Option<String>,
+}
+
+/// Streams stdin through the server to stdout and returns the server's
+/// final word. A closed stdout (`| head`) ends the call quietly with 141,
+/// as it would end `cat`.
+pub fn stream_stdio(stream: UnixStream) -> Result<Ending, Fatal> {
+    let mut to_server = stream
+        .try_clone()
+        .map_err(|e| Fatal::new(status::FAILURE, format!("cannot use the socket: {e}")))?;
+    std::thread::spawn(move || pump_stdin(&mut to_server));
+
+    let mut from_server = BufReader::with_capacity(64 * 1024, stream);
+    let mut stdout = io::stdout().lock();
+    let mut message = None;
+    loop {
+        let frame = match protocol::read_frame(&mut from_server) {
+            Ok(Some(f)) => f,
+            Ok(None) | Err(ProtocolError::Io(_)) => {
+                return Err(Fatal::new(
+                    status::FAILURE,
+                    "the server closed the connection before the call finished",
+                ));
+            }
+            Err(e) => {
+                return Err(Fatal::new(status::FAILURE, format!("bad answer from the server: {e}")));
+            }
+        };
+        match frame.kind {
+            Kind::Output => {
+                if let Err(e) = stdout.write_all(&frame.payload) {
+                    if e.kind() == io::ErrorKind::BrokenPipe {
+                        return Ok(Ending {
+                            status: 141,
+                            message: None,
+                        });
+                    }
+                    return Err(Fatal::new(status::FAILURE, format!("cannot write standard output: {e}")));
+                }
+            }
+            Kind::Stderr => {
+                let _ = io::stderr().write_all(&frame.payload);
+            }
+            Kind::Error => message = Some(String::from_utf8_lossy(&frame.payload).into_owned()),
+            Kind::Status => {
+                let status = protocol::parse_status(&frame)
+                    .map_err(|e| Fatal::new(status::FAILURE, format!("bad answer from the server: {e}")))?;
+                let _ = stdout.flush();
+                return Ok(Ending { status, message });
+            }
+            other => {
+                return Err(Fatal::new(
+                    status::FAILURE,
+                    format!("unexpected {other:?} frame from the server"),
+                ));
+            }
+        }
+    }
+}
+
+/// Sends stdin as Data frames, then End. Stops quietly if the server goes
+/// away: the reading side reports that.
+fn pump_stdin(to_server: &mut UnixStream) {
+    let mut stdin = io::stdin().lock();
+    let mut buf = vec![0u8; protocol::HEADER_LEN + 64 * 1024];
+    loop {
+        let n = match stdin.read(&mut buf[protocol::HEADER_LEN..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("viasock: cannot read standard input: {e}");
+                std::process::exit(status::FAILURE);
+            }
+        };
+        buf[..protocol::HEADER_LEN].copy_from_slice(&protocol::header(Kind::Data, n));
+        if to_server.write_all(&buf[..protocol::HEADER_LEN + n]).is_err() {
+            return;
+        }
+    }
+    let _ = to_server.write_all(&protocol::header(Kind::End, 0));
+}
+
+/// Sends a control command and returns the server's status and message.
+pub fn control(mut stream: UnixStream, command: &str) -> Result<Ending, ProtocolError> {
+    let mut req = Vec::new();
+    protocol::encode(Kind::Control, command.as_bytes(), &mut req);
+    stream.write_all(&req)?;
+    let mut message = None;
+    loop {
+        match protocol::read_frame(&mut stream)? {
+            Some(f) if f.kind == Kind::Error => {
+                message = Some(String::from_utf8_lossy(&f.payload).into_owned());
+            }
+            Some(f) if f.kind == Kind::Status => {
+                return Ok(Ending {
+                    status: protocol::parse_status(&f)?,
+                    message,
+                });
+            }
+            Some(_) => continue,
+            None => return Err(ProtocolError::Io(io::ErrorKind::UnexpectedEof.into())),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! The engine: everything but the command line and the terminal.
+
+pub mod autostart;
+pub mod client;
+pub mod config;
+pub mod identity;
+pub mod paths;
+pub mod pool;
+pub mod protocol;
+pub mod records;
+pub mod server;
+pub mod session;
+
+/// An error that ends a command with a given exit status (SPEC 6). Its
+/// message is printed once, as `viasock: MESSAGE`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Fatal {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Fatal {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Exit statuses of SPEC 6 that viasock itself gives.
+pub mod status {
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const DATA: i32 = 65;
+    pub const UNAVAILABLE: i32 = 69;
+    pub const TIMEOUT: i32 = 124;
+}

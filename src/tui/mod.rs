@@ -1,0 +1,1 @@
+//! The `viasock top` monitor (SPEC 8); not built yet.
