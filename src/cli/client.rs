@@ -16,7 +16,9 @@ pub fn client(args: &ClientArgs) -> anyhow::Result<i32> {
         Ok(Handshake::Welcome(server_pid)) => {
             crate::cli::run::finish(Connection { stream, server_pid })
         }
-        Ok(Handshake::Closed) => Err(unavailable(format!("the server at {shown} is shutting down")).into()),
+        Ok(Handshake::Closed) => {
+            Err(unavailable(format!("the server at {shown} is shutting down")).into())
+        }
         Err(e) => Err(unavailable(format!("handshake with {shown} failed: {e}")).into()),
     }
 }

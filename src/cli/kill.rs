@@ -22,10 +22,17 @@ pub fn kill(cli: &Cli, args: &KillArgs) -> anyhow::Result<i32> {
     } else {
         let mut chosen = Vec::new();
         for prefix in &args.ids {
-            let matches: Vec<_> = sockets.iter().filter(|(id, _)| id.starts_with(prefix.as_str())).collect();
+            let matches: Vec<_> = sockets
+                .iter()
+                .filter(|(id, _)| id.starts_with(prefix.as_str()))
+                .collect();
             match matches[..] {
                 [one] => chosen.push(one),
-                [] => return Err(Fatal::new(status::FAILURE, format!("no server with id {prefix}")).into()),
+                [] => {
+                    return Err(
+                        Fatal::new(status::FAILURE, format!("no server with id {prefix}")).into(),
+                    );
+                }
                 _ => {
                     let ids: Vec<_> = matches.iter().map(|(id, _)| &id[..12]).collect();
                     return Err(Fatal::new(
@@ -94,7 +101,10 @@ fn wait_exit(pidfd: &impl std::os::fd::AsFd, limit: Duration) -> anyhow::Result<
         tv_sec: limit.as_secs() as i64,
         tv_nsec: 0,
     };
-    let mut fds = [rustix::event::PollFd::new(pidfd, rustix::event::PollFlags::IN)];
+    let mut fds = [rustix::event::PollFd::new(
+        pidfd,
+        rustix::event::PollFlags::IN,
+    )];
     match rustix::event::poll(&mut fds, Some(&ts)) {
         Ok(0) => anyhow::bail!("still running after {limit:?}"),
         _ => Ok(()),

@@ -24,7 +24,13 @@ mod serve;
 #[command(name = "viasock", version, max_term_width = 100)]
 pub struct Cli {
     /// State directory for sockets, locks and logs.
-    #[arg(long, global = true, env = "VIASOCK_DIR", value_name = "DIR", default_value = ".viasock")]
+    #[arg(
+        long,
+        global = true,
+        env = "VIASOCK_DIR",
+        value_name = "DIR",
+        default_value = ".viasock"
+    )]
     pub dir: PathBuf,
 
     #[command(subcommand)]
@@ -137,7 +143,11 @@ pub struct ToolArgs {
     pub program: OsString,
 
     /// Its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub args: Vec<OsString>,
 }
 
@@ -158,9 +168,15 @@ impl ToolArgs {
             env: self.env.clone(),
             log: self.log.clone(),
         };
-        for (flag, pattern) in [("-t", &spec.input_terminator), ("-T", &spec.output_terminator)] {
+        for (flag, pattern) in [
+            ("-t", &spec.input_terminator),
+            ("-T", &spec.output_terminator),
+        ] {
             if let Err(e) = crate::core::records::Terminator::new(pattern) {
-                return Err(Fatal::new(status::USAGE, format!("bad {flag} pattern {pattern:?}: {e}")));
+                return Err(Fatal::new(
+                    status::USAGE,
+                    format!("bad {flag} pattern {pattern:?}: {e}"),
+                ));
             }
         }
         Ok(spec)
@@ -168,7 +184,9 @@ impl ToolArgs {
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s.parse().map_err(|_| format!("not a number of seconds: {s}"))?;
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s}"))?;
     Duration::try_from_secs_f64(secs).map_err(|_| format!("not a usable number of seconds: {s}"))
 }
 
@@ -184,7 +202,9 @@ pub fn main() -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            let code = e.downcast_ref::<Fatal>().map_or(status::FAILURE, |f| f.code);
+            let code = e
+                .downcast_ref::<Fatal>()
+                .map_or(status::FAILURE, |f| f.code);
             let _ = writeln!(std::io::stderr(), "viasock: {e:#}");
             code
         }
@@ -205,11 +225,30 @@ mod tests {
     #[test]
     fn original_viasock_command_line_parses() {
         let cli = Cli::try_parse_from([
-            "viasock", "run", "--process-timeout", "60", "--server-timeout", "86400", "-t", "^$", "-T", "^$",
-            "--log", "logs/parse", "--output-prelude", "1", "java", "-jar", "parser.jar", "--model", "models/en",
+            "viasock",
+            "run",
+            "--process-timeout",
+            "60",
+            "--server-timeout",
+            "86400",
+            "-t",
+            "^$",
+            "-T",
+            "^$",
+            "--log",
+            "logs/parse",
+            "--output-prelude",
+            "1",
+            "java",
+            "-jar",
+            "parser.jar",
+            "--model",
+            "models/en",
         ])
         .unwrap();
-        let Command::Run(r) = cli.command else { panic!("not run") };
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
         let spec = r.tool.spec().unwrap();
         assert_eq!(spec.program, "java");
         assert_eq!(spec.args, ["-jar", "parser.jar", "--model", "models/en"]);

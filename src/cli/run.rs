@@ -10,11 +10,20 @@ use crate::core::{Fatal, status};
 
 pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
     let spec = args.tool.spec()?;
-    let cwd = std::env::current_dir().map_err(|e| Fatal::new(status::FAILURE, format!("cannot read the working directory: {e}")))?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        Fatal::new(
+            status::FAILURE,
+            format!("cannot read the working directory: {e}"),
+        )
+    })?;
     let dir = StateDir::new(&cli.dir, &cwd);
     let skip = std::fs::canonicalize(dir.root()).ok();
-    let id = identity::compute(&spec, &cwd, skip.as_deref()).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
-    let log = spec.log.as_ref().map_or_else(|| dir.log(&id), |l| cwd.join(l));
+    let id = identity::compute(&spec, &cwd, skip.as_deref())
+        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let log = spec
+        .log
+        .as_ref()
+        .map_or_else(|| dir.log(&id), |l| cwd.join(l));
     let target = Target {
         spec: &spec,
         dir: &dir,

@@ -14,15 +14,20 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     let spec = args.tool.spec()?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let dir = StateDir::new(&cli.dir, &cwd);
-    dir.ensure().map_err(|e| Fatal::new(status::UNAVAILABLE, e.to_string()))?;
+    dir.ensure()
+        .map_err(|e| Fatal::new(status::UNAVAILABLE, e.to_string()))?;
     let skip = std::fs::canonicalize(dir.root()).ok();
-    let id = identity::compute(&spec, &cwd, skip.as_deref()).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let id = identity::compute(&spec, &cwd, skip.as_deref())
+        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let log = spec.log.as_ref().map(|l| cwd.join(l));
     init_logging(log.as_deref())?;
     let cfg = ServerConfig {
         input: spec.input()?,
         output: spec.output()?,
-        socket: args.socket.as_ref().map_or_else(|| dir.socket(&id), |s| cwd.join(s)),
+        socket: args
+            .socket
+            .as_ref()
+            .map_or_else(|| dir.socket(&id), |s| cwd.join(s)),
         spec,
         id,
         cwd,
@@ -35,7 +40,8 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         .context("cannot start the async runtime")?;
     let notify = args.notify_ready;
     tokio::task::LocalSet::new().block_on(&runtime, async move {
-        let listener = server::bind(&cfg.socket).map_err(|e| Fatal::new(status::UNAVAILABLE, format!("{e:#}")))?;
+        let listener = server::bind(&cfg.socket)
+            .map_err(|e| Fatal::new(status::UNAVAILABLE, format!("{e:#}")))?;
         server::run(cfg, listener, move || {
             if notify {
                 tell_ready();
@@ -60,10 +66,13 @@ fn tell_ready() {
 /// Server messages and the tool's stderr go, with timestamps, to the log
 /// file if there is one, else to stderr.
 fn init_logging(log: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let builder = tracing_subscriber::fmt().with_ansi(false).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_target(false);
     match log {
         Some(path) => {
-            let file = open_private_append(path).with_context(|| format!("cannot open log {}", path.display()))?;
+            let file = open_private_append(path)
+                .with_context(|| format!("cannot open log {}", path.display()))?;
             builder.with_writer(std::sync::Mutex::new(file)).init();
         }
         None => builder.with_writer(std::io::stderr).init(),

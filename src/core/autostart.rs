@@ -60,7 +60,11 @@ pub fn connect_or_start(t: &Target, no_spawn: bool) -> Result<Connection, Fatal>
     }
     Err(Fatal::new(
         status::UNAVAILABLE,
-        format!("could not reach a server at {} (see log {})", socket.display(), t.log.display()),
+        format!(
+            "could not reach a server at {} (see log {})",
+            socket.display(),
+            t.log.display()
+        ),
     ))
 }
 
@@ -68,7 +72,10 @@ fn welcome(mut stream: UnixStream) -> Result<Option<Connection>, Fatal> {
     match client::handshake(&mut stream, Purpose::Run) {
         Ok(Handshake::Welcome(server_pid)) => Ok(Some(Connection { stream, server_pid })),
         Ok(Handshake::Closed) => Ok(None),
-        Err(e) => Err(Fatal::new(status::UNAVAILABLE, format!("server handshake failed: {e}"))),
+        Err(e) => Err(Fatal::new(
+            status::UNAVAILABLE,
+            format!("server handshake failed: {e}"),
+        )),
     }
 }
 
@@ -95,14 +102,23 @@ fn start(t: &Target, socket: &Path) -> Result<UnixStream, Fatal> {
     match fs::remove_file(socket) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(unavailable(format!("cannot remove stale socket {}: {e}", socket.display()))),
+        Err(e) => {
+            return Err(unavailable(format!(
+                "cannot remove stale socket {}: {e}",
+                socket.display()
+            )));
+        }
     }
     spawn(t, socket)?;
     match client::connect(socket).map_err(unavailable)? {
         Some(s) => Ok(s),
         None => Err(Fatal::new(
             status::UNAVAILABLE,
-            format!("the server started but does not listen at {} (see log {})", socket.display(), t.log.display()),
+            format!(
+                "the server started but does not listen at {} (see log {})",
+                socket.display(),
+                t.log.display()
+            ),
         )),
     }
 }
@@ -151,9 +167,10 @@ fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe and touches no memory of the
+    // The one unsafe block of the crate. SAFETY: setsid is async-signal-safe and touches no memory of the
     // parent; it detaches the server from the caller's terminal and job, so
     // Ctrl-C or a closed terminal does not take it down.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
     }
@@ -172,7 +189,10 @@ fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
     let last = last_line(&t.log).unwrap_or_default();
     Err(Fatal::new(
         status::UNAVAILABLE,
-        format!("the server did not start: {last} (see log {})", t.log.display()),
+        format!(
+            "the server did not start: {last} (see log {})",
+            t.log.display()
+        ),
     ))
 }
 
@@ -188,7 +208,10 @@ fn wait_ready(mut out: impl Read + AsFd) -> bool {
             tv_sec: left.as_secs() as i64,
             tv_nsec: left.subsec_nanos() as i64,
         };
-        let mut fds = [rustix::event::PollFd::new(&out, rustix::event::PollFlags::IN)];
+        let mut fds = [rustix::event::PollFd::new(
+            &out,
+            rustix::event::PollFlags::IN,
+        )];
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(0) => return false,
             Ok(_) => {}
@@ -207,5 +230,8 @@ fn wait_ready(mut out: impl Read + AsFd) -> bool {
 pub fn last_line(path: &Path) -> Option<String> {
     let text = fs::read(path).ok()?;
     let text = String::from_utf8_lossy(&text);
-    text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned)
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_owned)
 }

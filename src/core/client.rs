@@ -15,7 +15,17 @@ use crate::core::{Fatal, status};
 /// Connects to a server socket. `Ok(None)` means no server is there (no
 /// socket file, or nobody listening on it).
 pub fn connect(path: &Path) -> io::Result<Option<UnixStream>> {
-    let addr = SocketPath::new(path)?;
+    let not_there = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+        )
+    };
+    let addr = match SocketPath::new(path) {
+        Ok(a) => a,
+        Err(e) if not_there(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     match UnixStream::connect(addr.as_path()) {
         Ok(s) => {
             let peer = rustix::net::sockopt::socket_peercred(&s)?;
@@ -27,15 +37,11 @@ pub fn connect(path: &Path) -> io::Result<Option<UnixStream>> {
             }
             Ok(Some(s))
         }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
+        Err(e) if not_there(&e) => Ok(None),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot connect to {}: {e}", path.display()),
+        )),
     }
 }
 
@@ -100,7 +106,10 @@ pub fn stream_stdio(stream: UnixStream) -> Result<Ending, Fatal> {
                 ));
             }
             Err(e) => {
-                return Err(Fatal::new(status::FAILURE, format!("bad answer from the server: {e}")));
+                return Err(Fatal::new(
+                    status::FAILURE,
+                    format!("bad answer from the server: {e}"),
+                ));
             }
         };
         match frame.kind {
@@ -112,7 +121,10 @@ pub fn stream_stdio(stream: UnixStream) -> Result<Ending, Fatal> {
                             message: None,
                         });
                     }
-                    return Err(Fatal::new(status::FAILURE, format!("cannot write standard output: {e}")));
+                    return Err(Fatal::new(
+                        status::FAILURE,
+                        format!("cannot write standard output: {e}"),
+                    ));
                 }
             }
             Kind::Stderr => {
@@ -120,8 +132,9 @@ pub fn stream_stdio(stream: UnixStream) -> Result<Ending, Fatal> {
             }
             Kind::Error => message = Some(String::from_utf8_lossy(&frame.payload).into_owned()),
             Kind::Status => {
-                let status = protocol::parse_status(&frame)
-                    .map_err(|e| Fatal::new(status::FAILURE, format!("bad answer from the server: {e}")))?;
+                let status = protocol::parse_status(&frame).map_err(|e| {
+                    Fatal::new(status::FAILURE, format!("bad answer from the server: {e}"))
+                })?;
                 let _ = stdout.flush();
                 return Ok(Ending { status, message });
             }
@@ -151,7 +164,10 @@ fn pump_stdin(to_server: &mut UnixStream) {
             }
         };
         buf[..protocol::HEADER_LEN].copy_from_slice(&protocol::header(Kind::Data, n));
-        if to_server.write_all(&buf[..protocol::HEADER_LEN + n]).is_err() {
+        if to_server
+            .write_all(&buf[..protocol::HEADER_LEN + n])
+            .is_err()
+        {
             return;
         }
     }

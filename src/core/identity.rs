@@ -274,9 +274,15 @@ mod tests {
         b.instances = 4;
         b.server_timeout = None;
         b.interleave = true;
-        assert_eq!(compute(&a, &cwd, None).unwrap(), compute(&b, &cwd, None).unwrap());
+        assert_eq!(
+            compute(&a, &cwd, None).unwrap(),
+            compute(&b, &cwd, None).unwrap()
+        );
         b.input_terminator = "^$".into();
-        assert_ne!(compute(&a, &cwd, None).unwrap(), compute(&b, &cwd, None).unwrap());
+        assert_ne!(
+            compute(&a, &cwd, None).unwrap(),
+            compute(&b, &cwd, None).unwrap()
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub enum PathError {
     Symlink(PathBuf),
     #[error("state directory {0} belongs to another user; refusing to use it")]
     Owner(PathBuf),
-    #[error("state directory {0} is writable by group or others; refusing to use it (chmod 700 it)")]
+    #[error(
+        "state directory {0} is writable by group or others; refusing to use it (chmod 700 it)"
+    )]
     Writable(PathBuf),
     #[error("{0} is not a directory")]
     NotDir(PathBuf),
@@ -58,11 +60,15 @@ impl StateDir {
     }
 
     pub fn lock(&self, id: &Id) -> PathBuf {
-        self.root.join("locks").join(format!("{}.lock", id.file_stem()))
+        self.root
+            .join("locks")
+            .join(format!("{}.lock", id.file_stem()))
     }
 
     pub fn log(&self, id: &Id) -> PathBuf {
-        self.root.join("logs").join(format!("{}.log", id.file_stem()))
+        self.root
+            .join("logs")
+            .join(format!("{}.log", id.file_stem()))
     }
 
     /// Creates the directory tree (0700) and checks every part of it.
@@ -154,7 +160,10 @@ impl SocketPath {
             });
         }
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad socket path"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bad socket path",
+            ));
         };
         let fd: OwnedFd = rustix::fs::open(
             dir,

@@ -211,7 +211,11 @@ async fn pump_stderr(
     let mut r = BufReader::new(stderr);
     loop {
         let mut line = Vec::new();
-        match (&mut r).take(MAX_LINE as u64).read_until(b'\n', &mut line).await {
+        match (&mut r)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }

@@ -77,7 +77,10 @@ impl Shared {
             }
         });
         if changed {
-            tracing::info!("stopping ({why}){}", if mode == Mode::Forced { ", forced" } else { "" });
+            tracing::info!(
+                "stopping ({why}){}",
+                if mode == Mode::Forced { ", forced" } else { "" }
+            );
         }
     }
 
@@ -102,7 +105,8 @@ pub fn bind(socket: &std::path::Path) -> anyhow::Result<UnixListener> {
         if std::os::unix::net::UnixStream::connect(addr.as_path()).is_ok() {
             anyhow::bail!("a server is already listening at {}", socket.display());
         }
-        std::fs::remove_file(socket).with_context(|| format!("cannot remove {}", socket.display()))?;
+        std::fs::remove_file(socket)
+            .with_context(|| format!("cannot remove {}", socket.display()))?;
     }
     let listener = UnixListener::bind(addr.as_path())
         .with_context(|| format!("cannot listen at {}", socket.display()))?;
@@ -112,7 +116,11 @@ pub fn bind(socket: &std::path::Path) -> anyhow::Result<UnixListener> {
 
 /// Serves until stopped. `ready` is called once the socket listens. Runs
 /// inside a [`tokio::task::LocalSet`].
-pub async fn run(cfg: ServerConfig, listener: UnixListener, ready: impl FnOnce()) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: ServerConfig,
+    listener: UnixListener,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
     let socket_ino = std::fs::metadata(&cfg.socket)?.ino();
     let (mode, mut mode_rx) = watch::channel(Mode::Running);
     let shared = Arc::new(Shared {
@@ -135,7 +143,9 @@ pub async fn run(cfg: ServerConfig, listener: UnixListener, ready: impl FnOnce()
     let s = shared.clone();
     tokio::spawn(async move {
         let mut slot = s.slot.lock().await;
-        let _ = slot.ensure(&s.cfg.spec, &s.cfg.output, Instant::now()).await;
+        let _ = slot
+            .ensure(&s.cfg.spec, &s.cfg.output, Instant::now())
+            .await;
     });
     tokio::spawn(watch_idle(shared.clone()));
     tokio::spawn(watch_identity(shared.clone()));
@@ -184,7 +194,12 @@ pub async fn run(cfg: ServerConfig, listener: UnixListener, ready: impl FnOnce()
     if let Ok(mut slot) = shared.slot.try_lock()
         && let Some(inst) = slot.instance.take()
     {
-        inst.stop(if forced { Duration::ZERO } else { TOOL_EXIT_GRACE }).await;
+        inst.stop(if forced {
+            Duration::ZERO
+        } else {
+            TOOL_EXIT_GRACE
+        })
+        .await;
     }
     remove_lock(&shared.cfg.dir.lock(&shared.cfg.id));
     tracing::info!("stopped");
@@ -282,7 +297,11 @@ async fn serve_client(
     }
     let mut f = Vec::new();
     if let Some(m) = &outcome.message {
-        protocol::encode(Kind::Error, format!("{m}{}", shared.log_hint()).as_bytes(), &mut f);
+        protocol::encode(
+            Kind::Error,
+            format!("{m}{}", shared.log_hint()).as_bytes(),
+            &mut f,
+        );
     }
     protocol::encode_status(outcome.status, &mut f);
     wr.write_all(&f).await?;
@@ -307,7 +326,11 @@ async fn control(
     match mode {
         Some(_) => protocol::encode_status(0, &mut f),
         None => {
-            protocol::encode(Kind::Error, format!("unknown control request {command:?}").as_bytes(), &mut f);
+            protocol::encode(
+                Kind::Error,
+                format!("unknown control request {command:?}").as_bytes(),
+                &mut f,
+            );
             protocol::encode_status(crate::core::status::USAGE, &mut f);
         }
     }
@@ -328,12 +351,19 @@ async fn watch_idle(shared: Arc<Shared>) {
             shared.left.notified().await;
             continue;
         }
-        let due = *shared.last_activity.lock().unwrap_or_else(|p| p.into_inner()) + idle;
+        let due = *shared
+            .last_activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            + idle;
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
             _ = shared.left.notified() => continue,
         }
-        let last = *shared.last_activity.lock().unwrap_or_else(|p| p.into_inner());
+        let last = *shared
+            .last_activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if shared.active.load(Ordering::SeqCst) == 0 && last + idle <= Instant::now() {
             shared.stop(Mode::Draining, "idle");
             return;
@@ -357,7 +387,10 @@ async fn watch_identity(shared: Arc<Shared>) {
         .ok()
         .flatten();
         if now != Some(shared.cfg.id) {
-            shared.stop(Mode::Draining, "stale: the tool, a file it names or its environment changed");
+            shared.stop(
+                Mode::Draining,
+                "stale: the tool, a file it names or its environment changed",
+            );
             return;
         }
     }
@@ -365,7 +398,10 @@ async fn watch_identity(shared: Arc<Shared>) {
 
 /// SIGTERM or SIGINT drains; a second one forces.
 async fn watch_signals(shared: Arc<Shared>) {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot handle signals");
         return;
     };

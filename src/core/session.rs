@@ -202,7 +202,10 @@ where
         }
         Stop::Timeout => {
             let secs = timeout.map_or(0.0, |t| t.as_secs_f64());
-            tracing::warn!(pid = inst.pid, "no answer within {secs} s; killing the tool");
+            tracing::warn!(
+                pid = inst.pid,
+                "no answer within {secs} s; killing the tool"
+            );
             inst.kill().await;
             (
                 124,
@@ -212,8 +215,13 @@ where
             )
         }
     };
-    if inst.dead && client_ok {
-        // The tool's last words, which explain its death.
+    if client_ok {
+        // Stderr travels apart from stdout: a line written just before the
+        // last answer may not have reached the channel yet. Letting the
+        // runtime poll its pipes once more brings it in.
+        for _ in 0..2 {
+            tokio::task::yield_now().await;
+        }
         let mut frames = Vec::new();
         while let Ok(line) = inst.stderr.try_recv() {
             protocol::encode_stream(Kind::Stderr, &line, &mut frames);

@@ -1,0 +1,198 @@
+//! Test harness: a private temp directory per test, the real `viasock`
+//! binary pointed at it, and a guard that stops every server the test
+//! started.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_viasock");
+
+/// A test's world: `work` is the working directory of every call, `state`
+/// the state directory. Dropping it kills every server started in it.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub work: PathBuf,
+    pub state: PathBuf,
+}
+
+impl World {
+    pub fn new() -> Self {
+        Self::with_state_name(".viasock")
+    }
+
+    /// A world whose state directory is `work/<name>` (`name` may nest).
+    pub fn with_state_name(name: &str) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let work = tmp.path().join("work");
+        std::fs::create_dir(&work).expect("work dir");
+        let state = work.join(name);
+        Self { tmp, work, state }
+    }
+
+    /// `viasock ARGS` in this world.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(&self.work)
+            .env("VIASOCK_DIR", &self.state)
+            .env("XDG_RUNTIME_DIR", self.tmp.path())
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    /// Runs `viasock ARGS` with `input` on stdin and waits for it.
+    pub fn run(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn viasock");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait viasock");
+        feeder.join().expect("feeder");
+        out
+    }
+
+    /// Starts `viasock ARGS` with piped stdio, for tests that drive it.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn viasock")
+    }
+
+    /// Writes an executable script into the working directory.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.work.join(name);
+        write_executable(&path, body);
+        path
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.work.join(name);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).expect("mkdir");
+        }
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+
+    /// Pids of live servers of this world (found by their command line).
+    pub fn server_pids(&self) -> Vec<u32> {
+        let needle = self.state.to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let is_server = args.first().is_some_and(|a| a.ends_with("viasock"))
+                && args.iter().any(|a| a == "serve")
+                && args.iter().any(|a| a.contains(&needle));
+            if is_server && !is_zombie(pid) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Socket files in the state directory.
+    pub fn sockets(&self) -> Vec<PathBuf> {
+        files_in(&self.state.join("sockets"))
+    }
+
+    /// All server logs concatenated.
+    pub fn logs(&self) -> String {
+        files_in(&self.state.join("logs"))
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill", "--all", "--force"]).output();
+        // Servers that already removed their socket (stale, idling out) are
+        // not reachable by `kill`; they must not outlive the test either.
+        for pid in self.server_pids() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+pub fn write_executable(path: &Path, body: &str) {
+    // Written under another name and renamed, so the path never names a
+    // file open for writing (exec would fail with ETXTBSY).
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, body).expect("write script");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&tmp, path).expect("rename script");
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// Polls `cond` until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    !is_zombie(pid)
+}
+
+/// stdout of a finished call, as text, with its status and stderr checked.
+#[track_caller]
+pub fn ok_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "viasock failed: {:?}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}

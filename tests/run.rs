@@ -1,0 +1,404 @@
+//! `viasock run` end to end: the real binary, real tools, one private state
+//! directory per test.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{World, ok_stdout, wait_until};
+
+/// A tool that takes a moment to load, then numbers nothing and echoes
+/// each line with a prefix.
+const SLOW_PREFIX: &str = "#!/bin/sh\nsleep 0.3\nexec sed -u 's/^/> /'\n";
+
+#[test]
+fn cold_and_warm_calls_match_a_direct_run() {
+    let w = World::new();
+    let tool = w.script("tool.sh", SLOW_PREFIX);
+    let input = b"one\ntwo\n\nthree \xff\n";
+    let direct = Command::new(&tool)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(input)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let cold = w.run(&["run", "./tool.sh"], input);
+    let warm = w.run(&["run", "./tool.sh"], input);
+    assert!(
+        cold.status.success() && warm.status.success(),
+        "{cold:?} {warm:?}"
+    );
+    assert_eq!(cold.stdout, direct.stdout);
+    assert_eq!(warm.stdout, direct.stdout);
+    assert_eq!(w.server_pids().len(), 1, "the warm call reused the server");
+}
+
+#[test]
+fn concurrent_first_calls_start_one_server() {
+    let w = World::new();
+    w.script("tool.sh", SLOW_PREFIX);
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let mut c = w.spawn(&["run", "./tool.sh"]);
+            let mut stdin = c.stdin.take().unwrap();
+            writeln!(stdin, "call {i}").unwrap();
+            drop(stdin);
+            (i, c)
+        })
+        .collect();
+    for (i, c) in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(ok_stdout(&out), format!("> call {i}\n"));
+    }
+    assert_eq!(
+        w.logs().matches("listening at").count(),
+        1,
+        "logs: {}",
+        w.logs()
+    );
+    assert_eq!(w.server_pids().len(), 1);
+}
+
+#[test]
+fn binary_data_round_trips() {
+    let w = World::new();
+    let mut input = Vec::new();
+    for b in 0..=255u8 {
+        if b != b'\n' {
+            input.extend_from_slice(&[b, b, 0xc3, b]);
+        }
+        input.push(b'\n');
+    }
+    input.extend_from_slice(b"\r\n\x00\n");
+    let out = w.run(&["run", "cat"], &input);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, input);
+}
+
+#[test]
+fn missing_final_newline_is_added_in_line_mode() {
+    let w = World::new();
+    let out = w.run(&["run", "cat"], b"a\nb");
+    assert_eq!(ok_stdout(&out), "a\nb\n");
+}
+
+#[test]
+fn blank_line_records() {
+    let w = World::new();
+    // The tool answers each blank-line record with one line and a blank.
+    w.script(
+        "count.sh",
+        "#!/bin/bash\nn=0\nwhile IFS= read -r l; do\n  if [ -z \"$l\" ]; then echo \"$n lines\"; echo; n=0; else n=$((n+1)); fi\ndone\n",
+    );
+    let out = w.run(
+        &["run", "-t", "^$", "-T", "^$", "./count.sh"],
+        b"a\nb\n\nc\n\n\n",
+    );
+    assert_eq!(ok_stdout(&out), "2 lines\n\n1 lines\n\n0 lines\n\n");
+}
+
+#[test]
+fn unfinished_record_with_custom_terminator_is_65() {
+    let w = World::new();
+    let out = w.run(
+        &["run", "-t", "^EOS$", "-T", "^EOS$", "cat"],
+        b"a\nEOS\nb\n",
+    );
+    assert_eq!(out.status.code(), Some(65));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "a\nEOS\n",
+        "the whole record is answered"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("viasock: ") && err.contains("unfinished record"),
+        "{err}"
+    );
+}
+
+#[test]
+fn prelude_goes_to_every_client() {
+    let w = World::new();
+    w.script(
+        "banner.sh",
+        "#!/bin/sh\necho 'tool v1 ready'\nexec sed -u 's/^/: /'\n",
+    );
+    for input in ["x\n", "y\nz\n"] {
+        let out = w.run(&["run", "-P", "1", "./banner.sh"], input.as_bytes());
+        let want = format!(
+            "tool v1 ready\n{}",
+            input
+                .lines()
+                .map(|l| format!(": {l}\n"))
+                .collect::<String>()
+        );
+        assert_eq!(ok_stdout(&out), want);
+    }
+}
+
+#[test]
+fn edited_tool_script_takes_effect_on_the_next_call() {
+    let w = World::new();
+    w.script("tool.sh", "#!/bin/sh\nexec sed -u 's/^/v1 /'\n");
+    assert_eq!(ok_stdout(&w.run(&["run", "./tool.sh"], b"x\n")), "v1 x\n");
+    w.script("tool.sh", "#!/bin/sh\nexec sed -u 's/^/version2 /'\n");
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "./tool.sh"], b"x\n")),
+        "version2 x\n"
+    );
+}
+
+/// Prints the model (a file, or a directory's `sub/weights`) before each line.
+const MODEL_TOOL: &str = "#!/bin/sh\nif [ -d \"$1\" ]; then m=$(cat \"$1/sub/weights\"); else m=$(cat \"$1\"); fi\n\
+while IFS= read -r l; do printf '%s %s\\n' \"$m\" \"$l\"; done\n";
+
+#[test]
+fn edited_model_file_takes_effect_on_the_next_call() {
+    let w = World::new();
+    w.script("tool.sh", MODEL_TOOL);
+    w.write("model.txt", "one");
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "./tool.sh", "model.txt"], b"x\n")),
+        "one x\n"
+    );
+    w.write("model.txt", "three");
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "./tool.sh", "model.txt"], b"x\n")),
+        "three x\n"
+    );
+}
+
+#[test]
+fn edited_file_inside_a_model_directory_takes_effect_on_the_next_call() {
+    let w = World::new();
+    w.script("tool.sh", MODEL_TOOL);
+    w.write("models/en/sub/weights", "one");
+    let args = ["run", "./tool.sh", "models/en"];
+    assert_eq!(ok_stdout(&w.run(&args, b"x\n")), "one x\n");
+    w.write("models/en/sub/weights", "three");
+    assert_eq!(ok_stdout(&w.run(&args, b"x\n")), "three x\n");
+}
+
+#[test]
+fn stale_server_removes_its_socket_and_exits() {
+    let w = World::new();
+    w.script("tool.sh", MODEL_TOOL);
+    w.write("model.txt", "one");
+    ok_stdout(&w.run(&["run", "./tool.sh", "model.txt"], b"x\n"));
+    let old = w.server_pids();
+    assert_eq!(old.len(), 1);
+    w.write("model.txt", "three");
+    assert!(
+        wait_until(Duration::from_secs(10), || !common::process_alive(old[0])),
+        "the stale server should exit within a few seconds"
+    );
+    assert!(w.sockets().is_empty(), "{:?}", w.sockets());
+    assert!(w.logs().contains("stale"));
+}
+
+#[test]
+fn idle_server_shuts_down_and_removes_its_socket() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "-W", "1", "cat"], b"x\n"));
+    let pids = w.server_pids();
+    assert_eq!(pids.len(), 1);
+    assert_eq!(w.sockets().len(), 1);
+    assert!(wait_until(Duration::from_secs(10), || {
+        !common::process_alive(pids[0])
+    }));
+    assert!(w.sockets().is_empty());
+    assert!(w.logs().contains("stopping (idle)"));
+}
+
+#[test]
+fn tool_not_found_is_127() {
+    let w = World::new();
+    let out = w.run(&["run", "no-such-tool-for-viasock"], b"x\n");
+    assert_eq!(out.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("viasock: no-such-tool-for-viasock: command not found"),
+        "{err}"
+    );
+    assert!(w.server_pids().is_empty());
+}
+
+#[test]
+fn tool_not_executable_is_126() {
+    let w = World::new();
+    w.write("plain.txt", "not a program");
+    let out = w.run(&["run", "./plain.txt"], b"x\n");
+    assert_eq!(out.status.code(), Some(126));
+}
+
+#[test]
+fn tool_exit_status_passes_through_and_the_next_call_works() {
+    let w = World::new();
+    w.script(
+        "fragile.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do\n  if [ \"$l\" = die ]; then echo 'dying now' >&2; exit 3; fi\n  echo \"ok $l\"\ndone\n",
+    );
+    let out = w.run(&["run", "./fragile.sh"], b"a\ndie\nb\n");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok a\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dying now"),
+        "the tool's stderr is forwarded: {err}"
+    );
+    assert!(
+        err.contains("viasock: the tool exited with status 3"),
+        "{err}"
+    );
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "./fragile.sh"], b"c\n")),
+        "ok c\n"
+    );
+}
+
+#[test]
+fn hung_tool_times_out_with_124() {
+    let w = World::new();
+    w.script(
+        "hang.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do sleep 1000; done\n",
+    );
+    let start = Instant::now();
+    let out = w.run(&["run", "-w", "1", "./hang.sh"], b"x\n");
+    let took = start.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not answer"));
+}
+
+#[test]
+fn killed_client_does_not_leak_outputs_into_the_next_call() {
+    let w = World::new();
+    w.script(
+        "slow.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do sleep 0.2; echo \"out $l\"; done\n",
+    );
+    let mut first = w.spawn(&["run", "./slow.sh"]);
+    let mut stdin = first.stdin.take().unwrap();
+    for i in 0..5 {
+        writeln!(stdin, "first {i}").unwrap();
+    }
+    let mut lines = BufReader::new(first.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "out first 0\n");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let out = w.run(&["run", "./slow.sh"], b"second\n");
+    assert_eq!(ok_stdout(&out), "out second\n");
+}
+
+#[test]
+fn record_of_64_mib() {
+    let w = World::new();
+    let mut input = vec![b'x'; 64 << 20];
+    input.push(b'\n');
+    input.extend_from_slice(b"short\n");
+    let out = w.run(&["run", "cat"], &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == input,
+        "64 MiB record differs (got {} bytes)",
+        out.stdout.len()
+    );
+}
+
+#[test]
+fn long_state_directory_path_works() {
+    let name = format!("{}/state", "d".repeat(180));
+    let w = World::with_state_name(&name);
+    assert!(w.state.as_os_str().len() >= 200);
+    assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"x\n")), "x\n");
+    assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"y\n")), "y\n");
+    assert_eq!(w.server_pids().len(), 1);
+}
+
+#[test]
+fn tool_stderr_is_forwarded_and_logged() {
+    let w = World::new();
+    w.script(
+        "chatty.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"note: $l\" >&2; echo \"$l\"; done\n",
+    );
+    let out = w.run(&["run", "./chatty.sh"], b"hello\n");
+    assert_eq!(ok_stdout(&out), "hello\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("note: hello"));
+    assert!(w.logs().contains("stderr: note: hello"));
+}
+
+#[test]
+fn no_spawn_without_a_server_is_69() {
+    let w = World::new();
+    let out = w.run(&["run", "--no-spawn", "cat"], b"x\n");
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("viasock: no server"));
+}
+
+#[test]
+fn bad_terminator_pattern_is_usage_error() {
+    let w = World::new();
+    let out = w.run(&["run", "-t", "(", "cat"], b"x\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("viasock: bad -t pattern"));
+}
+
+#[test]
+fn group_writable_state_dir_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    std::fs::create_dir(&w.state).unwrap();
+    std::fs::set_permissions(&w.state, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let out = w.run(&["run", "cat"], b"x\n");
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writable by group or others"));
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish() {
+    let w = World::new();
+    w.script(
+        "slow.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do sleep 0.3; echo \"out $l\"; done\n",
+    );
+    ok_stdout(&w.run(&["run", "./slow.sh"], b"warm\n"));
+    let server = w.server_pids()[0];
+    let mut client = w.spawn(&["run", "./slow.sh"]);
+    let mut stdin = client.stdin.take().unwrap();
+    writeln!(stdin, "a\nb\nc").unwrap();
+    drop(stdin);
+    let mut lines = BufReader::new(client.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    Command::new("kill")
+        .args(["-TERM", &server.to_string()])
+        .status()
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut lines, &mut rest).unwrap();
+    assert!(client.wait().unwrap().success());
+    assert_eq!(first + &rest, "out a\nout b\nout c\n");
+    assert!(wait_until(Duration::from_secs(10), || {
+        !common::process_alive(server)
+    }));
+    assert!(w.sockets().is_empty());
+}
