@@ -47,6 +47,8 @@ pub struct Instance {
     tail: Arc<Mutex<VecDeque<String>>>,
     /// Set once the tool has exited or was killed; the slot then drops it.
     pub(crate) dead: bool,
+    /// Records answered over the instance's life.
+    pub(crate) answered: u64,
 }
 
 impl Instance {
@@ -91,6 +93,7 @@ impl Instance {
             stderr_task: Some(stderr_task),
             tail,
             dead: false,
+            answered: 0,
         };
         if spec.prelude > 0 {
             let mut buf = vec![0u8; 64 * 1024];
@@ -108,6 +111,12 @@ impl Instance {
             tracing::info!(pid, records = spec.prelude, "prelude read");
         }
         Ok(inst)
+    }
+
+    /// Whether the tool ever wrote anything: a tool that dies before that
+    /// failed to start, as far as anybody can tell.
+    pub fn has_spoken(&self) -> bool {
+        self.answered > 0 || !self.prelude.is_empty()
     }
 
     /// Forgets stderr lines written while no client was attached.
@@ -241,6 +250,20 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Drops the instance if it died during a request. One that died
+    /// without ever writing output failed to start: clients that waited
+    /// meanwhile get `failure` rather than starting it again one by one.
+    pub fn retire_dead(&mut self, failure: impl FnOnce() -> Failure) {
+        if let Some(inst) = &self.instance
+            && inst.dead
+        {
+            if !inst.has_spoken() {
+                self.failed = Some((Instant::now(), failure()));
+            }
+            self.instance = None;
+        }
+    }
+
     /// A live instance for a client that arrived at `arrived`: the existing
     /// one, or a new one. If a start failed while the client waited, it gets
     /// that failure rather than a second attempt.

@@ -283,9 +283,10 @@ async fn serve_client(
                 client_gone: false,
             },
         };
-        if slot.instance.as_ref().is_some_and(|i| i.dead) {
-            slot.instance = None;
-        }
+        slot.retire_dead(|| crate::core::pool::Failure {
+            code: outcome.status,
+            message: outcome.message.clone().unwrap_or_default(),
+        });
         outcome
     };
     shared.touch();

@@ -183,6 +183,9 @@ where
     };
 
     let records = answered.get();
+    if !matches!(stop, Stop::ToolEof) {
+        inst.answered += records;
+    }
     let client_gone = matches!(input_state.get(), Input::Gone) || !client_ok;
     let (status, message) = match stop {
         Stop::Done => match input_state.get() {
@@ -196,7 +199,13 @@ where
             _ => (0, None),
         },
         Stop::ToolEof => {
-            let Failure { code, message } = inst.ended("while serving this call").await;
+            inst.answered += records;
+            let when = if inst.has_spoken() {
+                "while serving this call"
+            } else {
+                "before answering anything"
+            };
+            let Failure { code, message } = inst.ended(when).await;
             let code = if code == 0 { 1 } else { code };
             (code, Some(message))
         }

@@ -1,0 +1,214 @@
+//! Server life cycle: start failures, shutdown races, crashes, identity
+//! inputs, and the `serve`/`client`/`kill` commands.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{World, ok_stdout, process_alive, wait_until};
+
+#[test]
+fn failed_start_reaches_every_waiting_client() {
+    let w = World::new();
+    w.script(
+        "broken.sh",
+        "#!/bin/sh\nsleep 0.5\necho 'cannot load model.bin' >&2\nexit 4\n",
+    );
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = w.spawn(&["run", "./broken.sh"]);
+            writeln!(c.stdin.take().unwrap(), "x").unwrap();
+            c
+        })
+        .collect();
+    for c in clients {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{err}");
+        assert!(
+            err.contains("viasock: the tool exited with status 4"),
+            "{err}"
+        );
+        assert!(err.contains("cannot load model.bin"), "{err}");
+    }
+    assert_eq!(
+        w.logs().matches("tool started").count(),
+        1,
+        "one start served all waiting clients"
+    );
+}
+
+#[test]
+fn calls_racing_an_idle_shutdown_all_succeed() {
+    let w = World::new();
+    for i in 0..40 {
+        let input = format!("call {i}\n");
+        let out = w.run(&["run", "-W", "0.02", "cat"], input.as_bytes());
+        assert_eq!(ok_stdout(&out), input);
+    }
+}
+
+#[test]
+fn killed_server_is_replaced_on_the_next_call() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    let pids = w.server_pids();
+    assert_eq!(pids.len(), 1);
+    Command::new("kill")
+        .args(["-9", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !process_alive(
+        pids[0]
+    )));
+    assert_eq!(
+        w.sockets().len(),
+        1,
+        "a dead server leaves its socket behind"
+    );
+    assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"y\n")), "y\n");
+    let now = w.server_pids();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], pids[0]);
+}
+
+#[test]
+fn program_found_on_path_is_identified_by_its_file() {
+    let w = World::new();
+    let bin = w.work.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    common::write_executable(&bin.join("mytool"), "#!/bin/sh\nexec sed -u 's/^/a: /'\n");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = |input: &[u8]| {
+        let mut c = w.cmd(&["run", "mytool"]);
+        c.env("PATH", &path);
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert_eq!(ok_stdout(&run(b"x\n")), "a: x\n");
+    common::write_executable(&bin.join("mytool"), "#!/bin/sh\nexec sed -u 's/^/bbb: /'\n");
+    assert_eq!(ok_stdout(&run(b"x\n")), "bbb: x\n");
+}
+
+#[test]
+fn symlinked_program_is_identified_by_its_target() {
+    let w = World::new();
+    w.script("real.sh", "#!/bin/sh\nexec sed -u 's/^/a: /'\n");
+    std::os::unix::fs::symlink("real.sh", w.work.join("link")).unwrap();
+    assert_eq!(ok_stdout(&w.run(&["run", "./link"], b"x\n")), "a: x\n");
+    w.script("real.sh", "#!/bin/sh\nexec sed -u 's/^/bbb: /'\n");
+    assert_eq!(ok_stdout(&w.run(&["run", "./link"], b"x\n")), "bbb: x\n");
+}
+
+#[test]
+fn watched_file_change_gives_a_new_server() {
+    let w = World::new();
+    w.script(
+        "tool.sh",
+        "#!/bin/sh\nm=$(cat lib/module.py)\nwhile IFS= read -r l; do echo \"$m $l\"; done\n",
+    );
+    w.write("lib/module.py", "v1");
+    let args = ["run", "--watch", "lib", "./tool.sh"];
+    assert_eq!(ok_stdout(&w.run(&args, b"x\n")), "v1 x\n");
+    w.write("lib/module.py", "v222");
+    assert_eq!(ok_stdout(&w.run(&args, b"x\n")), "v222 x\n");
+}
+
+#[test]
+fn env_variable_value_is_part_of_the_identity() {
+    let w = World::new();
+    w.script(
+        "tool.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"$LANG_MODEL $l\"; done\n",
+    );
+    for model in ["en", "de", "en"] {
+        let out = w
+            .cmd(&["run", "--env", "LANG_MODEL", "./tool.sh"])
+            .env("LANG_MODEL", model)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(b"x\n")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(ok_stdout(&out), format!("{model} x\n"));
+    }
+    assert_eq!(w.server_pids().len(), 2, "en and de each have a server");
+}
+
+#[test]
+fn serve_in_the_foreground_and_client_on_its_socket() {
+    let w = World::new();
+    let socket = w.work.join("my.sock");
+    let mut server = w.cmd(&[
+        "serve",
+        "--socket",
+        "my.sock",
+        "--",
+        "sed",
+        "-u",
+        "s/^/served /",
+    ]);
+    let mut server = server.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut log = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.contains("listening at"), "{line}");
+    assert!(socket.exists());
+    assert_eq!(
+        ok_stdout(&w.run(&["client", "my.sock"], b"x\n")),
+        "served x\n"
+    );
+    Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(server.wait().unwrap().success());
+    assert!(!socket.exists());
+}
+
+#[test]
+fn client_without_a_server_is_69() {
+    let w = World::new();
+    let out = w.run(&["client", "nothing.sock"], b"x\n");
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("viasock: no server is listening"));
+}
+
+#[test]
+fn kill_by_prefix_and_all() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    ok_stdout(&w.run(&["run", "sed", "-u", "s/a/b/"], b"x\n"));
+    let sockets = w.sockets();
+    assert_eq!(sockets.len(), 2);
+    let id = sockets[0]
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let out = w.run(&["kill", &id[..6]], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.sockets().len(), 1);
+    assert_eq!(w.server_pids().len(), 1);
+    let out = w.run(&["kill", "zzzz"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no server with id zzzz"));
+    assert!(w.run(&["kill", "--all"], b"").status.success());
+    assert!(w.server_pids().is_empty());
+    assert!(w.sockets().is_empty());
+}
