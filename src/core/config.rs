@@ -36,8 +36,8 @@ impl ToolSpec {
         Terminator::new(&self.output_terminator)
     }
 
-    /// The `viasock serve` options that recreate this spec (without the
-    /// program and its arguments).
+    /// The `viasock serve` options that recreate this spec, but for the
+    /// program, its arguments and the log (the caller decides where that is).
     pub fn serve_options(&self) -> Vec<OsString> {
         let mut out: Vec<OsString> = vec![
             "--input-terminator".into(),
@@ -68,10 +68,6 @@ impl ToolSpec {
         for e in &self.env {
             out.push("--env".into());
             out.push(e.into());
-        }
-        if let Some(l) = &self.log {
-            out.push("--log".into());
-            out.push(l.into());
         }
         out
     }
