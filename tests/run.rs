@@ -343,7 +343,9 @@ fn tool_stderr_is_forwarded_and_logged() {
     let out = w.run(&["run", "./chatty.sh"], b"hello\n");
     assert_eq!(ok_stdout(&out), "hello\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("note: hello"));
-    assert!(wait_until(Duration::from_secs(5), || w.logs().contains("stderr: note: hello")));
+    assert!(wait_until(Duration::from_secs(5), || w
+        .logs()
+        .contains("stderr: note: hello")));
 }
 
 #[test]
@@ -406,12 +408,16 @@ fn sigterm_lets_the_request_in_flight_finish() {
 #[test]
 fn log_option_puts_the_server_log_there() {
     let w = World::new();
-    w.script("chatty.sh", "#!/bin/sh\nwhile IFS= read -r l; do echo \"note: $l\" >&2; echo \"$l\"; done\n");
+    w.script(
+        "chatty.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"note: $l\" >&2; echo \"$l\"; done\n",
+    );
     let out = w.run(&["run", "-l", "my.log", "./chatty.sh"], b"hello\n");
     assert_eq!(ok_stdout(&out), "hello\n");
     let log = || std::fs::read_to_string(w.work.join("my.log")).unwrap_or_default();
     assert!(
-        wait_until(Duration::from_secs(5), || log().contains("stderr: note: hello")),
+        wait_until(Duration::from_secs(5), || log()
+            .contains("stderr: note: hello")),
         "{}",
         log()
     );

@@ -1,6 +1,8 @@
 //! `viasock run`: the main job. Compute the command's id, reach (or start)
 //! its server, stream stdin through it.
 
+use std::path::Path;
+
 use crate::cli::{Cli, RunArgs};
 use crate::core::autostart::{self, Connection, Target};
 use crate::core::client;
@@ -31,13 +33,18 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
         log,
     };
     let conn = autostart::connect_or_start(&target, args.no_spawn)?;
-    finish(conn)
+    finish(conn, Some(&target.log))
 }
 
 /// Streams stdio through a welcomed connection; prints the server's
 /// message, if any, and returns the call's exit status.
-pub fn finish(conn: Connection) -> anyhow::Result<i32> {
-    let ending = client::stream_stdio(conn.stream)?;
+pub fn finish(conn: Connection, log: Option<&Path>) -> anyhow::Result<i32> {
+    let ending = client::stream_stdio(conn.stream).map_err(|mut f| {
+        if let Some(log) = log {
+            f.message.push_str(&format!(" (see log {})", log.display()));
+        }
+        f
+    })?;
     if let Some(m) = ending.message {
         eprintln!("viasock: {m}");
     }

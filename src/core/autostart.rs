@@ -228,7 +228,12 @@ fn wait_ready(mut out: impl Read + AsFd) -> bool {
 
 /// The last non-empty line of a file, for error messages.
 pub fn last_line(path: &Path) -> Option<String> {
-    let text = fs::read(path).ok()?;
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(8192))).ok()?;
+    let mut text = Vec::new();
+    f.read_to_end(&mut text).ok()?;
     let text = String::from_utf8_lossy(&text);
     text.lines()
         .rev()
