@@ -9,16 +9,13 @@ use std::time::Duration;
 
 use common::{World, ok_stdout, process_alive, wait_until};
 
-#[test]
-fn failed_start_reaches_every_waiting_client() {
-    let w = World::new();
-    w.script(
-        "broken.sh",
-        "#!/bin/sh\nsleep 0.5\necho 'cannot load model.bin' >&2\nexit 4\n",
-    );
+/// Loads for a moment, then gives up with a message.
+const BROKEN: &str = "#!/bin/sh\nsleep 0.5\necho 'cannot load model.bin' >&2\nexit 4\n";
+
+fn four_clients(w: &World, args: &[&str]) {
     let clients: Vec<_> = (0..4)
         .map(|_| {
-            let mut c = w.spawn(&["run", "./broken.sh"]);
+            let mut c = w.spawn(args);
             writeln!(c.stdin.take().unwrap(), "x").unwrap();
             c
         })
@@ -33,11 +30,39 @@ fn failed_start_reaches_every_waiting_client() {
         );
         assert!(err.contains("cannot load model.bin"), "{err}");
     }
-    assert_eq!(
-        w.logs().matches("tool started").count(),
-        1,
-        "one start served all waiting clients"
-    );
+}
+
+#[test]
+fn failed_start_reaches_every_waiting_client() {
+    let w = World::new();
+    w.script("broken.sh", BROKEN);
+    // With a prelude, a start is known to have failed: one start, one
+    // failure for everybody who waited for it.
+    four_clients(&w, &["run", "-P", "1", "./broken.sh"]);
+    assert_eq!(w.logs().matches("tool started").count(), 1, "{}", w.logs());
+}
+
+#[test]
+fn tool_dying_on_every_call_fails_each_call_with_its_status() {
+    let w = World::new();
+    w.script("broken.sh", BROKEN);
+    four_clients(&w, &["run", "./broken.sh"]);
+}
+
+#[test]
+fn tool_that_died_while_idle_is_replaced_silently() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    let server = w.server_pids()[0];
+    let tool = std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    Command::new("kill").args(["-9", &tool]).status().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !process_alive(
+        tool.parse().unwrap()
+    )));
+    assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"y\n")), "y\n");
 }
 
 #[test]
@@ -211,4 +236,91 @@ fn kill_by_prefix_and_all() {
     assert!(w.run(&["kill", "--all"], b"").status.success());
     assert!(w.server_pids().is_empty());
     assert!(w.sockets().is_empty());
+}
+
+#[test]
+fn tool_exit_is_seen_even_if_its_child_keeps_stdout_open() {
+    let w = World::new();
+    w.script(
+        "wrapper.sh",
+        "#!/bin/sh\nsleep 31.5 &\nwhile IFS= read -r l; do\n  if [ \"$l\" = die ]; then exit 3; fi\n  echo \"$l\"\ndone\n",
+    );
+    let start = std::time::Instant::now();
+    let out = w.run(&["run", "./wrapper.sh"], b"a\ndie\n");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !common::command_running(
+            "sleep 31.5"
+        )),
+        "the tool's child was killed with it"
+    );
+}
+
+#[test]
+fn timeout_kills_the_tool_with_its_children() {
+    let w = World::new();
+    w.script(
+        "hang.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do sleep 987.5; done\n",
+    );
+    let out = w.run(&["run", "-w", "0.5", "./hang.sh"], b"x\n");
+    assert_eq!(out.status.code(), Some(124));
+    assert!(wait_until(Duration::from_secs(5), || {
+        !common::command_running("sleep 987.5")
+    }));
+}
+
+#[test]
+fn slow_reader_does_not_trip_the_timeout() {
+    let w = World::new();
+    let input: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+    let mut c = w.spawn(&["run", "-w", "1", "cat"]);
+    let mut stdin = c.stdin.take().unwrap();
+    let feed = input.clone();
+    let feeder = std::thread::spawn(move || stdin.write_all(feed.as_bytes()));
+    // The reader stalls longer than -w while the answers pile up.
+    std::thread::sleep(Duration::from_secs(2));
+    let out = c.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == input.as_bytes(),
+        "got {} bytes",
+        out.stdout.len()
+    );
+}
+
+#[test]
+fn unsolicited_output_retires_the_instance() {
+    let w = World::new();
+    // A forgotten -P: the banner answers the first record of the first call.
+    w.script(
+        "banner.sh",
+        "#!/bin/sh\necho banner\nexec sed -u 's/^/: /'\n",
+    );
+    let first = w.run(&["run", "./banner.sh"], b"a\n");
+    assert!(first.status.success());
+    // Whatever the first call got, the next one gets its own answers.
+    let second = w.run(&["run", "./banner.sh"], b"b\n");
+    let got = ok_stdout(&second);
+    assert!(got == ": b\n" || got == "banner\n", "{got:?}");
+    let third = w.run(&["run", "./banner.sh"], b"c\n");
+    let got = ok_stdout(&third);
+    assert!(got == ": c\n" || got == "banner\n", "{got:?}");
+    assert!(w.logs().contains("nobody asked for"), "{}", w.logs());
 }

@@ -167,12 +167,25 @@ fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
-    // The one unsafe block of the crate. SAFETY: setsid is async-signal-safe and touches no memory of the
-    // parent; it detaches the server from the caller's terminal and job, so
-    // Ctrl-C or a closed terminal does not take it down.
+    // The one unsafe block of the crate. SAFETY: both calls are plain
+    // system calls, async-signal-safe, touching no memory of the parent.
+    // setsid detaches the server from the caller's terminal and job, so
+    // Ctrl-C or a closed terminal does not take it down; close_range marks
+    // every descriptor the caller let us inherit (a make jobserver, a
+    // test harness's pipe) close-on-exec, so the server, which lives on,
+    // does not hold the caller's pipes open.
     #[allow(unsafe_code)]
     unsafe {
-        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
+        cmd.pre_exec(|| {
+            rustix::process::setsid().map_err(io::Error::from)?;
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
     }
     let mut child = cmd
         .spawn()

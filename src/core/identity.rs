@@ -7,6 +7,7 @@
 //! `stat` per argument, plus a bounded walk of directories named on the
 //! command line.
 
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
@@ -106,6 +107,7 @@ pub fn compute(spec: &ToolSpec, cwd: &Path, skip: Option<&Path>) -> Result<Id, I
         sha: Sha256::new(),
         budget: WALK_LIMIT,
         skip,
+        walked: HashSet::new(),
     };
     h.put(b"version", &protocol::VERSION.to_be_bytes());
     h.put(b"host", rustix::system::uname().nodename().to_bytes());
@@ -140,6 +142,8 @@ struct Hasher<'a> {
     sha: Sha256,
     budget: usize,
     skip: Option<&'a Path>,
+    /// Directories walked so far (device, inode), so that symlink loops end.
+    walked: HashSet<(u64, u64)>,
 }
 
 impl Hasher<'_> {
@@ -190,14 +194,15 @@ impl Hasher<'_> {
         let canon = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         self.put(tag, canon.as_os_str().as_bytes());
         self.put_meta(&meta);
-        if meta.is_dir() {
+        if meta.is_dir() && self.walked.insert((meta.dev(), meta.ino())) {
             self.walk(&canon, Path::new(""));
         }
         true
     }
 
-    /// Every entry beneath `root` (in name order, symlinks stamped by their
-    /// target but never descended into), until the budget runs out.
+    /// Every entry beneath `root`, in name order, until the budget runs
+    /// out. Symlinks count as their target; a linked directory is walked
+    /// once (`models/current -> v3` is seen, a loop is not followed).
     fn walk(&mut self, root: &Path, rel: &Path) {
         let dir = root.join(rel);
         let Ok(read) = fs::read_dir(&dir) else {
@@ -218,15 +223,17 @@ impl Hasher<'_> {
             self.budget -= 1;
             self.put(b"entry", rel.as_os_str().as_bytes());
             let Ok(lmeta) = e.metadata() else { continue };
-            if lmeta.file_type().is_symlink() {
-                if let Ok(target) = fs::metadata(root.join(&rel)) {
-                    self.put_meta(&target);
+            let meta = if lmeta.file_type().is_symlink() {
+                match fs::metadata(root.join(&rel)) {
+                    Ok(target) => target,
+                    Err(_) => continue,
                 }
             } else {
-                self.put_meta(&lmeta);
-                if lmeta.is_dir() {
-                    self.walk(root, &rel);
-                }
+                lmeta
+            };
+            self.put_meta(&meta);
+            if meta.is_dir() && self.walked.insert((meta.dev(), meta.ino())) {
+                self.walk(root, &rel);
             }
         }
     }
@@ -295,6 +302,20 @@ mod tests {
         let before = compute(&s, d.path(), None).unwrap();
         assert_eq!(before, compute(&s, d.path(), None).unwrap());
         fs::write(model.join("sub/weights"), "22").unwrap();
+        assert_ne!(before, compute(&s, d.path(), None).unwrap());
+    }
+
+    #[test]
+    fn linked_directory_inside_a_model_counts_and_loops_end() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("store/v3")).unwrap();
+        fs::create_dir_all(d.path().join("model")).unwrap();
+        fs::write(d.path().join("store/v3/weights"), "1").unwrap();
+        std::os::unix::fs::symlink("../store/v3", d.path().join("model/current")).unwrap();
+        std::os::unix::fs::symlink("../../model", d.path().join("store/v3/loop")).unwrap();
+        let s = spec("cat", &["model"]);
+        let before = compute(&s, d.path(), None).unwrap();
+        fs::write(d.path().join("store/v3/weights"), "22").unwrap();
         assert_ne!(before, compute(&s, d.path(), None).unwrap());
     }
 

@@ -4,8 +4,12 @@
 //! The server owns one [`Slot`] behind a fair (FIFO) lock; whoever holds the
 //! lock has the instance to itself. Clients that were waiting while a start
 //! failed all get that failure instead of starting the tool again each.
+//!
+//! Each tool runs in a process group of its own, so that killing it also
+//! kills whatever it started (a wrapper script's children, say); the groups
+//! of live tools are kept in [`GROUPS`] for a forced shutdown.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,29 @@ const TAIL_LINES: usize = 5;
 /// Longest stderr line forwarded or logged in one piece.
 const MAX_LINE: usize = 64 * 1024;
 
+/// Process groups of the tools this process started and has not yet
+/// killed.
+static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Sends `sig` to every tool's process group.
+pub fn signal_all(sig: rustix::process::Signal) {
+    let groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for g in groups {
+        signal_group(g, sig);
+    }
+}
+
+/// Kills what is left of the process group the tool `pid` led.
+pub fn kill_group(pid: u32) {
+    signal_group(pid as i32, rustix::process::Signal::KILL);
+}
+
+fn signal_group(group: i32, sig: rustix::process::Signal) {
+    if let Some(p) = rustix::process::Pid::from_raw(group) {
+        let _ = rustix::process::kill_process_group(p, sig);
+    }
+}
+
 /// Why a tool could not serve: the exit status for the client and a message.
 #[derive(Clone, Debug)]
 pub struct Failure {
@@ -35,8 +62,9 @@ pub struct Failure {
 /// One running tool process.
 pub struct Instance {
     pub pid: u32,
-    child: Child,
-    pub(crate) stdin: ChildStdin,
+    pub(crate) child: Child,
+    /// `None` once closed for a graceful stop.
+    pub(crate) stdin: Option<ChildStdin>,
     pub(crate) stdout: ChildStdout,
     /// Splits the tool's output into answers; lives as long as the tool, so
     /// a partial answer is never lost between clients.
@@ -49,6 +77,20 @@ pub struct Instance {
     pub(crate) dead: bool,
     /// Records answered over the instance's life.
     pub(crate) answered: u64,
+    /// Whether a client has been given this instance.
+    pub(crate) used: bool,
+}
+
+impl Drop for Instance {
+    /// Whatever the tool started dies with it; the server never leaves
+    /// orphans behind.
+    fn drop(&mut self) {
+        signal_group(self.pid as i32, rustix::process::Signal::KILL);
+        GROUPS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(self.pid as i32));
+    }
 }
 
 impl Instance {
@@ -59,6 +101,7 @@ impl Instance {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         let shown = spec.program.to_string_lossy();
         let mut child = cmd.spawn().map_err(|e| {
@@ -73,6 +116,10 @@ impl Instance {
             }
         })?;
         let pid = child.id().unwrap_or(0);
+        GROUPS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid as i32);
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -85,7 +132,7 @@ impl Instance {
         let mut inst = Self {
             pid,
             child,
-            stdin,
+            stdin: Some(stdin),
             stdout,
             out: Splitter::new(output.clone()),
             prelude: Vec::new(),
@@ -94,6 +141,7 @@ impl Instance {
             tail,
             dead: false,
             answered: 0,
+            used: false,
         };
         if spec.prelude > 0 {
             let mut buf = vec![0u8; 64 * 1024];
@@ -124,17 +172,40 @@ impl Instance {
         while self.stderr.try_recv().is_ok() {}
     }
 
-    /// The failure of a tool whose stdout closed: waits (briefly) for its
-    /// exit and its last stderr lines. Marks the instance dead.
+    /// Whether the tool has exited (checked without waiting).
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Whether the tool wrote output that nobody asked for while it was
+    /// idle: its answers can no longer be matched to records.
+    pub async fn has_unsolicited_output(&mut self) -> bool {
+        if self.out.pending() > 0 || self.out.complete() > 0 {
+            return true;
+        }
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::ZERO, self.stdout.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                self.out.push(&buf[..n]);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The failure of a tool whose stdout closed or which exited: waits
+    /// (briefly) for its exit and its last stderr lines, and kills what is
+    /// left of its process group. Marks the instance dead.
     pub async fn ended(&mut self, when: &str) -> Failure {
         self.dead = true;
         let status = match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
             Ok(Ok(s)) => Some(s),
-            _ => {
-                let _ = self.child.start_kill();
-                None
-            }
+            _ => None,
         };
+        signal_group(self.pid as i32, rustix::process::Signal::KILL);
+        if status.is_none() {
+            let _ = self.child.wait().await;
+        }
         if let Some(t) = self.stderr_task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
         }
@@ -151,10 +222,10 @@ impl Instance {
         Failure { code, message }
     }
 
-    /// Kills the tool (it did not answer in time).
+    /// Kills the tool and its process group.
     pub async fn kill(&mut self) {
         self.dead = true;
-        let _ = self.child.start_kill();
+        signal_group(self.pid as i32, rustix::process::Signal::KILL);
         let _ = self.child.wait().await;
         if let Some(t) = self.stderr_task.take() {
             let _ = tokio::time::timeout(Duration::from_millis(200), t).await;
@@ -162,26 +233,18 @@ impl Instance {
     }
 
     /// Stops a healthy tool: closes its stdin, gives it `grace` to exit,
-    /// then SIGTERM, then SIGKILL.
-    pub async fn stop(self, grace: Duration) {
-        let Self {
-            mut child,
-            stdin,
-            pid,
-            ..
-        } = self;
-        drop(stdin);
-        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            return;
+    /// then SIGTERM, then SIGKILL (dropping it kills its group).
+    pub async fn stop(mut self, grace: Duration) {
+        // A closed pipe is the tool's end of file.
+        drop(self.stdin.take());
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            signal_group(self.pid as i32, rustix::process::Signal::TERM);
+            let _ = tokio::time::timeout(grace, self.child.wait()).await;
         }
-        if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-        }
-        if tokio::time::timeout(grace, child.wait()).await.is_err() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
-        tracing::info!(pid, "tool stopped");
+        tracing::info!(pid = self.pid, "tool stopped");
     }
 
     fn stderr_tail(&self) -> String {
@@ -250,20 +313,6 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Drops the instance if it died during a request. One that died
-    /// without ever writing output failed to start: clients that waited
-    /// meanwhile get `failure` rather than starting it again one by one.
-    pub fn retire_dead(&mut self, failure: impl FnOnce() -> Failure) {
-        if let Some(inst) = &self.instance
-            && inst.dead
-        {
-            if !inst.has_spoken() {
-                self.failed = Some((Instant::now(), failure()));
-            }
-            self.instance = None;
-        }
-    }
-
     /// A live instance for a client that arrived at `arrived`: the existing
     /// one, or a new one. If a start failed while the client waited, it gets
     /// that failure rather than a second attempt.
@@ -273,8 +322,25 @@ impl Slot {
         output: &Terminator,
         arrived: Instant,
     ) -> Result<&mut Instance, Failure> {
-        if self.instance.as_ref().is_some_and(|i| i.dead) {
-            self.instance = None;
+        if let Some(inst) = &mut self.instance {
+            if !inst.dead && inst.exited() {
+                let f = inst.ended("before answering anything").await;
+                if inst.used {
+                    tracing::warn!(pid = inst.pid, "tool exited while idle; starting a new one");
+                } else {
+                    // It never got to serve: it failed to start.
+                    self.failed = Some((Instant::now(), f));
+                }
+            } else if !inst.dead && inst.has_unsolicited_output().await {
+                tracing::warn!(
+                    pid = inst.pid,
+                    "tool wrote output nobody asked for (a prelude? see -P); starting a new one"
+                );
+                inst.kill().await;
+            }
+            if inst.dead {
+                self.instance = None;
+            }
         }
         if self.instance.is_none() {
             if let Some((at, f)) = &self.failed
@@ -295,7 +361,10 @@ impl Slot {
             }
         }
         match self.instance.as_mut() {
-            Some(i) => Ok(i),
+            Some(i) => {
+                i.used = true;
+                Ok(i)
+            }
             None => unreachable!("an instance was just put in place"),
         }
     }

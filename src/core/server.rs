@@ -8,12 +8,10 @@
 //! stop the tool and remove the lock. A second signal, or `kill --force`,
 //! skips the waiting.
 
-use std::future::poll_fn;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -25,7 +23,7 @@ use tokio::time::Instant;
 use crate::core::config::ToolSpec;
 use crate::core::identity::{self, Id};
 use crate::core::paths::{SocketPath, StateDir};
-use crate::core::pool::Slot;
+use crate::core::pool::{self, Slot};
 use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
 use crate::core::records::Terminator;
 use crate::core::session;
@@ -171,39 +169,70 @@ pub async fn run(
     if std::fs::metadata(&shared.cfg.socket).is_ok_and(|m| m.ino() == socket_ino) {
         let _ = std::fs::remove_file(&shared.cfg.socket);
     }
-    while let Some(Ok((stream, _))) = poll_fn(|cx| match listener.poll_accept(cx) {
-        Poll::Ready(r) => Poll::Ready(Some(r)),
-        Poll::Pending => Poll::Ready(None),
-    })
-    .await
-    {
-        accept(&shared, stream, &done_tx);
-    }
-    drop(listener);
+    drain_backlog(&shared, listener, &done_tx);
     drop(done_tx);
 
     let forced = async {
         let _ = mode_rx.wait_for(|m| *m == Mode::Forced).await;
     };
-    tokio::select! {
-        _ = done_rx.recv() => {}
-        _ = tokio::time::sleep(GRACE) => tracing::warn!("requests still running after {GRACE:?}; stopping anyway"),
-        _ = forced => {}
-    }
-    let forced = *shared.mode.borrow() == Mode::Forced;
-    if let Ok(mut slot) = shared.slot.try_lock()
-        && let Some(inst) = slot.instance.take()
-    {
-        inst.stop(if forced {
-            Duration::ZERO
-        } else {
-            TOOL_EXIT_GRACE
-        })
-        .await;
+    let finished = tokio::select! {
+        _ = done_rx.recv() => true,
+        _ = tokio::time::sleep(GRACE) => {
+            tracing::warn!("requests still running after {GRACE:?}; stopping the tool");
+            false
+        }
+        _ = forced => false,
+    };
+    if finished {
+        if let Ok(mut slot) = shared.slot.try_lock()
+            && let Some(inst) = slot.instance.take()
+        {
+            inst.stop(TOOL_EXIT_GRACE).await;
+        }
+    } else {
+        // Requests still running end with the tool's death, which their
+        // clients are told about; give them a moment to hear it.
+        let (first, wait) = match *shared.mode.borrow() {
+            Mode::Forced => (rustix::process::Signal::KILL, Duration::from_millis(200)),
+            _ => (rustix::process::Signal::TERM, TOOL_EXIT_GRACE),
+        };
+        pool::signal_all(first);
+        let _ = tokio::time::timeout(wait, done_rx.recv()).await;
+        pool::signal_all(rustix::process::Signal::KILL);
     }
     remove_lock(&shared.cfg.dir.lock(&shared.cfg.id));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Accepts, without waiting, every connection still queued on the
+/// listener. Asked of the kernel directly: the runtime may not have seen
+/// the latest arrivals yet.
+fn drain_backlog(shared: &Arc<Shared>, listener: UnixListener, done: &mpsc::Sender<()>) {
+    let Ok(listener) = listener.into_std() else {
+        return;
+    };
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| UnixStream::from_std(stream));
+                if let Ok(stream) = stream {
+                    accept(shared, stream, done);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                tracing::warn!("accept failed while draining: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// Removes the command's lock file unless a client holds it (it is starting
@@ -283,10 +312,9 @@ async fn serve_client(
                 client_gone: false,
             },
         };
-        slot.retire_dead(|| crate::core::pool::Failure {
-            code: outcome.status,
-            message: outcome.message.clone().unwrap_or_default(),
-        });
+        if slot.instance.as_ref().is_some_and(|i| i.dead) {
+            slot.instance = None;
+        }
         outcome
     };
     shared.touch();

@@ -51,6 +51,12 @@ enum Stop {
     Timeout,
 }
 
+/// Longest wait for one answer owed to a client that has gone, when no
+/// `-w` is set; after it the instance is killed rather than kept busy.
+const ORPHAN_ANSWER_WAIT: Duration = Duration::from_secs(30);
+/// Once the tool has exited, how long its remaining output may take.
+const AFTER_EXIT_WAIT: Duration = Duration::from_secs(1);
+
 /// Serves one client with `inst`.
 pub async fn serve<R, W>(
     inst: &mut Instance,
@@ -76,9 +82,12 @@ where
     let input_state = Cell::new(Input::Reading);
     let input_done = Cell::new(false);
     let answered = Cell::new(0u64);
+    let unsolicited = Cell::new(false);
     let wake = Notify::new();
 
     let Instance {
+        pid,
+        child,
         stdin,
         stdout,
         out,
@@ -110,6 +119,9 @@ where
                 }
                 owed.set(owed.get() + n);
                 wake.notify_one();
+                let Some(stdin) = stdin.as_mut() else {
+                    break Input::ToolClosed;
+                };
                 if stdin.write_all(&records).await.is_err() {
                     break Input::ToolClosed;
                 }
@@ -127,12 +139,21 @@ where
         let mut buf = vec![0u8; 64 * 1024];
         let mut records = Vec::new();
         let mut frames = Vec::new();
+        let mut exited_at = None;
         loop {
             if owed.get() == 0 && input_done.get() {
                 return Stop::Done;
             }
-            let deadline = timeout.filter(|_| owed.get() > 0).map(|t| since.get() + t);
+            let gone = !client_ok || input_state.get() == Input::Gone;
+            let limit = if gone {
+                Some(timeout.unwrap_or(ORPHAN_ANSWER_WAIT))
+            } else {
+                timeout
+            };
+            let answer_due = limit.filter(|_| owed.get() > 0).map(|t| since.get() + t);
+            let output_due = exited_at.map(|t: Instant| t + AFTER_EXIT_WAIT);
             tokio::select! {
+                biased;
                 r = stdout.read(&mut buf) => {
                     let n = match r {
                         Ok(0) | Err(_) => return Stop::ToolEof,
@@ -145,15 +166,17 @@ where
                         out.take_into(give, &mut records);
                         owed.set(owed.get() - give);
                         answered.set(answered.get() + give as u64);
-                        since.set(Instant::now());
                         if client_ok {
                             frames.clear();
                             protocol::encode_stream(Kind::Output, &records, &mut frames);
                             client_ok = wr.write_all(&frames).await.is_ok();
                         }
+                        // Time blocked on a slow reader is not the tool's.
+                        since.set(Instant::now());
                     }
                     if out.complete() > 0 {
                         let extra = out.discard(usize::MAX);
+                        unsolicited.set(true);
                         tracing::warn!(records = extra, "tool wrote answers nobody asked for; dropped");
                     }
                 }
@@ -165,7 +188,13 @@ where
                     }
                 }
                 _ = wake.notified() => {}
-                _ = sleep_until(deadline) => return Stop::Timeout,
+                _ = child.wait(), if exited_at.is_none() => {
+                    // Its output ends once whatever it started is gone too.
+                    exited_at = Some(Instant::now());
+                    crate::core::pool::kill_group(*pid);
+                }
+                _ = sleep_until(output_due) => return Stop::ToolEof,
+                _ = sleep_until(answer_due) => return Stop::Timeout,
             }
         }
     };
@@ -185,6 +214,14 @@ where
     let records = answered.get();
     if !matches!(stop, Stop::ToolEof) {
         inst.answered += records;
+    }
+    if unsolicited.get() && matches!(stop, Stop::Done) {
+        // Answers can no longer be matched to records: start afresh.
+        tracing::warn!(
+            pid = inst.pid,
+            "retiring the tool: it wrote more answers than it read"
+        );
+        inst.kill().await;
     }
     let client_gone = matches!(input_state.get(), Input::Gone) || !client_ok;
     let (status, message) = match stop {

@@ -196,3 +196,26 @@ pub fn ok_stdout(out: &Output) -> String {
     );
     String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
 }
+
+/// Whether any process runs with exactly this command line (args joined by
+/// spaces).
+pub fn command_running(cmdline: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .map(|r| {
+            r.flatten().any(|e| {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    return false;
+                };
+                let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+                    return false;
+                };
+                let args: Vec<_> = raw
+                    .split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(String::from_utf8_lossy)
+                    .collect();
+                args.join(" ") == cmdline && !is_zombie(pid)
+            })
+        })
+        .unwrap_or(false)
+}
