@@ -4,12 +4,13 @@ pub mod autostart;
 pub mod client;
 pub mod config;
 pub mod identity;
+pub mod instance;
 pub mod paths;
 pub mod pool;
 pub mod protocol;
 pub mod records;
 pub mod server;
-pub mod session;
+pub mod worker;
 
 /// An error that ends a command with a given exit status (SPEC 6). Its
 /// message is printed once, as `viasock: MESSAGE`.

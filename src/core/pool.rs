@@ -1,371 +1,249 @@
-//! Tool instances: spawning a tool, reading its prelude, collecting its
-//! stderr, and telling how it ended.
+//! The server's tool instances (SPEC 5): up to `-j N` [`Worker`]s, and who
+//! gets which.
 //!
-//! The server owns one [`Slot`] behind a fair (FIFO) lock; whoever holds the
-//! lock has the instance to itself. Clients that were waiting while a start
-//! failed all get that failure instead of starting the tool again each.
+//! Default mode: a request gets a worker of its own. It takes a free one,
+//! else starts a new one while fewer than N exist, else waits in arrival
+//! order; a worker whose request is over goes straight to the first waiter,
+//! so nobody is overtaken. With `--interleave` a request joins the
+//! least-loaded worker, and a new worker is started while every existing
+//! one is busy and fewer than N exist.
 //!
-//! Each tool runs in a process group of its own, so that killing it also
-//! kills whatever it started (a wrapper script's children, say); the groups
-//! of live tools are kept in [`GROUPS`] for a forced shutdown.
+//! A worker whose tool dies leaves the pool and is replaced on the next
+//! demand. One that died before it ever wrote anything failed to start:
+//! requests that were waiting while that happened get its failure instead of
+//! starting the tool once more each. Idle workers beyond the first retire
+//! after the idle timeout.
 
-use std::collections::{BTreeSet, VecDeque};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::core::config::ToolSpec;
-use crate::core::records::{Splitter, Terminator};
+use crate::core::instance::Failure;
+use crate::core::records::Terminator;
+use crate::core::worker::{Request, Worker, WorkerState};
 
-/// Lines of the tool's stderr kept for error messages.
-const TAIL_LINES: usize = 5;
-/// Longest stderr line forwarded or logged in one piece.
-const MAX_LINE: usize = 64 * 1024;
-
-/// Process groups of the tools this process started and has not yet
-/// killed.
-static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
-
-/// Sends `sig` to every tool's process group.
-pub fn signal_all(sig: rustix::process::Signal) {
-    let groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    for g in groups {
-        signal_group(g, sig);
-    }
-}
-
-/// Kills what is left of the process group the tool `pid` led.
-pub fn kill_group(pid: u32) {
-    signal_group(pid as i32, rustix::process::Signal::KILL);
-}
-
-fn signal_group(group: i32, sig: rustix::process::Signal) {
-    if let Some(p) = rustix::process::Pid::from_raw(group) {
-        let _ = rustix::process::kill_process_group(p, sig);
-    }
-}
-
-/// Why a tool could not serve: the exit status for the client and a message.
+/// What every worker of a pool runs.
 #[derive(Clone, Debug)]
-pub struct Failure {
-    pub code: i32,
-    pub message: String,
+pub struct PoolConfig {
+    pub spec: ToolSpec,
+    pub input: Terminator,
+    pub output: Terminator,
 }
 
-/// One running tool process.
-pub struct Instance {
-    pub pid: u32,
-    pub(crate) child: Child,
-    /// `None` once closed for a graceful stop.
-    pub(crate) stdin: Option<ChildStdin>,
-    pub(crate) stdout: ChildStdout,
-    /// Splits the tool's output into answers; lives as long as the tool, so
-    /// a partial answer is never lost between clients.
-    pub(crate) out: Splitter,
-    pub(crate) prelude: Vec<u8>,
-    pub(crate) stderr: mpsc::Receiver<Vec<u8>>,
-    stderr_task: Option<JoinHandle<()>>,
-    tail: Arc<Mutex<VecDeque<String>>>,
-    /// Set once the tool has exited or was killed; the slot then drops it.
-    pub(crate) dead: bool,
-    /// Records answered over the instance's life.
-    pub(crate) answered: u64,
-    /// Whether a client has been given this instance.
-    pub(crate) used: bool,
+type Grant = oneshot::Sender<Result<(), Failure>>;
+
+pub struct Pool {
+    cfg: Rc<PoolConfig>,
+    workers: RefCell<Vec<Rc<Worker>>>,
+    waiters: RefCell<VecDeque<(Rc<Request>, Grant)>>,
+    /// The last failed start, and when it failed.
+    failed: RefCell<Option<(Instant, Failure)>>,
+    stopping: Cell<bool>,
+    emptied: Notify,
 }
 
-impl Drop for Instance {
-    /// Whatever the tool started dies with it; the server never leaves
-    /// orphans behind.
-    fn drop(&mut self) {
-        signal_group(self.pid as i32, rustix::process::Signal::KILL);
-        GROUPS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(self.pid as i32));
+impl Pool {
+    pub fn new(cfg: PoolConfig) -> Rc<Self> {
+        Rc::new(Self {
+            cfg: Rc::new(cfg),
+            workers: RefCell::new(Vec::new()),
+            waiters: RefCell::new(VecDeque::new()),
+            failed: RefCell::new(None),
+            stopping: Cell::new(false),
+            emptied: Notify::new(),
+        })
     }
-}
 
-impl Instance {
-    /// Starts the tool and reads its prelude.
-    pub async fn start(spec: &ToolSpec, output: &Terminator) -> Result<Self, Failure> {
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let shown = spec.program.to_string_lossy();
-        let mut child = cmd.spawn().map_err(|e| {
-            let (code, what) = match e.kind() {
-                std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
-                std::io::ErrorKind::PermissionDenied => (126, "permission denied".to_owned()),
-                _ => (1, e.to_string()),
-            };
-            Failure {
-                code,
-                message: format!("cannot start the tool: {shown}: {what}"),
+    pub fn config(&self) -> &Rc<PoolConfig> {
+        &self.cfg
+    }
+
+    fn max(&self) -> usize {
+        self.cfg.spec.instances.max(1)
+    }
+
+    /// Starts the first tool before anybody asks, so the first call waits
+    /// less.
+    pub fn prestart(self: &Rc<Self>) {
+        if self.workers.borrow().is_empty() {
+            let w = Worker::spawn(self);
+            self.workers.borrow_mut().push(w);
+        }
+    }
+
+    /// Hands `req` to a worker, waiting for one if need be. Returns early
+    /// if the client goes away while it waits.
+    pub async fn assign(self: &Rc<Self>, req: &Rc<Request>) -> Result<(), Failure> {
+        if self.stopping.get() {
+            return Err(stopping());
+        }
+        if self.cfg.spec.interleave {
+            let w = self.least_loaded();
+            w.attach(req.clone());
+            return Ok(());
+        }
+        let free = self
+            .workers
+            .borrow()
+            .iter()
+            .find(|w| !w.is_reserved() && w.state() != WorkerState::Dead)
+            .cloned();
+        let w = match free {
+            Some(w) => w,
+            None if self.workers.borrow().len() < self.max() => self.start_worker(),
+            None => {
+                let (tx, rx) = oneshot::channel();
+                self.waiters.borrow_mut().push_back((req.clone(), tx));
+                return tokio::select! {
+                    r = rx => r.unwrap_or_else(|_| Err(stopping())),
+                    _ = until_gone(req) => Ok(()),
+                };
             }
-        })?;
-        let pid = child.id().unwrap_or(0);
-        GROUPS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(pid as i32);
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            unreachable!("all three pipes were requested");
         };
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let (tx, rx) = mpsc::channel(1024);
-        let stderr_task = tokio::spawn(pump_stderr(pid, stderr, tx, tail.clone()));
-        tracing::info!(pid, "tool started: {}", describe(spec));
-        let mut inst = Self {
-            pid,
-            child,
-            stdin: Some(stdin),
-            stdout,
-            out: Splitter::new(output.clone()),
-            prelude: Vec::new(),
-            stderr: rx,
-            stderr_task: Some(stderr_task),
-            tail,
-            dead: false,
-            answered: 0,
-            used: false,
-        };
-        if spec.prelude > 0 {
-            let mut buf = vec![0u8; 64 * 1024];
-            while inst.out.complete() < spec.prelude {
-                match inst.stdout.read(&mut buf).await {
-                    Ok(0) | Err(_) => return Err(inst.ended("while writing its prelude").await),
-                    Ok(n) => {
-                        inst.out.push(&buf[..n]);
-                    }
-                }
+        w.reserve();
+        w.attach(req.clone());
+        Ok(())
+    }
+
+    fn start_worker(self: &Rc<Self>) -> Rc<Worker> {
+        let w = Worker::spawn(self);
+        self.workers.borrow_mut().push(w.clone());
+        w
+    }
+
+    /// The live worker with the fewest requests; a new one if all are busy
+    /// and there is room.
+    fn least_loaded(self: &Rc<Self>) -> Rc<Worker> {
+        let best = self
+            .workers
+            .borrow()
+            .iter()
+            .filter(|w| w.state() != WorkerState::Dead)
+            .min_by_key(|w| w.load())
+            .cloned();
+        match best {
+            Some(w) if w.load() == 0 || self.workers.borrow().len() >= self.max() => w,
+            _ => self.start_worker(),
+        }
+    }
+
+    /// A default-mode worker's request is over: the worker goes to the
+    /// first waiter still there.
+    pub fn release(self: &Rc<Self>, w: &Rc<Worker>) {
+        loop {
+            let next = self.waiters.borrow_mut().pop_front();
+            let Some((req, grant)) = next else { return };
+            if req.is_gone() {
+                continue;
             }
-            let mut prelude = Vec::new();
-            inst.out.take_into(spec.prelude, &mut prelude);
-            inst.prelude = prelude;
-            tracing::info!(pid, records = spec.prelude, "prelude read");
+            w.reserve();
+            w.attach(req);
+            let _ = grant.send(Ok(()));
+            return;
         }
-        Ok(inst)
     }
 
-    /// Whether the tool ever wrote anything: a tool that dies before that
-    /// failed to start, as far as anybody can tell.
-    pub fn has_spoken(&self) -> bool {
-        self.answered > 0 || !self.prelude.is_empty()
-    }
-
-    /// Forgets stderr lines written while no client was attached.
-    pub fn drop_stale_stderr(&mut self) {
-        while self.stderr.try_recv().is_ok() {}
-    }
-
-    /// Whether the tool has exited (checked without waiting).
-    pub fn exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Whether the tool wrote output that nobody asked for while it was
-    /// idle: its answers can no longer be matched to records.
-    pub async fn has_unsolicited_output(&mut self) -> bool {
-        if self.out.pending() > 0 || self.out.complete() > 0 {
-            return true;
+    /// A worker's tool died; `start_failure` if it never wrote anything.
+    pub fn died(self: &Rc<Self>, w: &Rc<Worker>, start_failure: Option<Failure>) {
+        if let Some(f) = start_failure {
+            tracing::warn!("tool failed to start: {}", f.message);
+            *self.failed.borrow_mut() = Some((Instant::now(), f));
         }
-        let mut buf = [0u8; 4096];
-        match tokio::time::timeout(Duration::ZERO, self.stdout.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {
-                self.out.push(&buf[..n]);
-                true
+        self.remove(w);
+        self.serve_waiters();
+    }
+
+    /// A worker stopped on request or retired.
+    pub fn retired(self: &Rc<Self>, w: &Rc<Worker>) {
+        self.remove(w);
+        self.serve_waiters();
+    }
+
+    /// Whether an idle worker may retire: it may if another one stays. It
+    /// then leaves the pool at once, so nobody is given it.
+    pub fn may_retire(&self, w: &Rc<Worker>) -> bool {
+        let others = self
+            .workers
+            .borrow()
+            .iter()
+            .filter(|o| !Rc::ptr_eq(o, w) && o.state() != WorkerState::Dead)
+            .count();
+        if others == 0 || self.stopping.get() {
+            return false;
+        }
+        self.remove(w);
+        true
+    }
+
+    fn remove(&self, w: &Rc<Worker>) {
+        self.workers.borrow_mut().retain(|o| !Rc::ptr_eq(o, w));
+        if self.workers.borrow().is_empty() {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// Starts workers for waiters while there is room. A waiter that was
+    /// already waiting when a start failed gets that failure.
+    fn serve_waiters(self: &Rc<Self>) {
+        while !self.stopping.get() && self.workers.borrow().len() < self.max() {
+            let next = self.waiters.borrow_mut().pop_front();
+            let Some((req, grant)) = next else { return };
+            if req.is_gone() {
+                continue;
             }
-            _ => false,
+            let failed = self
+                .failed
+                .borrow()
+                .as_ref()
+                .filter(|(at, _)| *at >= req.arrived)
+                .map(|(_, f)| f.clone());
+            if let Some(f) = failed {
+                let _ = grant.send(Err(f));
+                continue;
+            }
+            let w = self.start_worker();
+            w.reserve();
+            w.attach(req);
+            let _ = grant.send(Ok(()));
         }
     }
 
-    /// The failure of a tool whose stdout closed or which exited: waits
-    /// (briefly) for its exit and its last stderr lines, and kills what is
-    /// left of its process group. Marks the instance dead.
-    pub async fn ended(&mut self, when: &str) -> Failure {
-        self.dead = true;
-        let status = match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
-            Ok(Ok(s)) => Some(s),
-            _ => None,
-        };
-        signal_group(self.pid as i32, rustix::process::Signal::KILL);
-        if status.is_none() {
-            let _ = self.child.wait().await;
+    /// Stops every worker once its requests are over, and waits (at most
+    /// `limit`) until all have stopped.
+    pub async fn stop_all(&self, limit: std::time::Duration) {
+        self.stopping.set(true);
+        for (_, grant) in self.waiters.borrow_mut().drain(..) {
+            let _ = grant.send(Err(stopping()));
         }
-        if let Some(t) = self.stderr_task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        let workers = self.workers.borrow().clone();
+        if workers.is_empty() {
+            return;
         }
-        let tail = self.stderr_tail();
-        let (code, what) = match status {
-            Some(s) => exit_code(s),
-            None => (1, "closed its output but did not exit; killed".to_owned()),
-        };
-        tracing::warn!(pid = self.pid, "tool {what} {when}");
-        let mut message = format!("the tool {what} {when}");
-        if !tail.is_empty() {
-            message.push_str(&format!("; its last stderr: {tail}"));
+        let emptied = self.emptied.notified();
+        for w in &workers {
+            w.stop();
         }
-        Failure { code, message }
+        let _ = tokio::time::timeout(limit, emptied).await;
     }
 
-    /// Kills the tool and its process group.
-    pub async fn kill(&mut self) {
-        self.dead = true;
-        signal_group(self.pid as i32, rustix::process::Signal::KILL);
-        let _ = self.child.wait().await;
-        if let Some(t) = self.stderr_task.take() {
-            let _ = tokio::time::timeout(Duration::from_millis(200), t).await;
-        }
-    }
-
-    /// Stops a healthy tool: closes its stdin, gives it `grace` to exit,
-    /// then SIGTERM, then SIGKILL (dropping it kills its group).
-    pub async fn stop(mut self, grace: Duration) {
-        // A closed pipe is the tool's end of file.
-        drop(self.stdin.take());
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
-            signal_group(self.pid as i32, rustix::process::Signal::TERM);
-            let _ = tokio::time::timeout(grace, self.child.wait()).await;
-        }
-        tracing::info!(pid = self.pid, "tool stopped");
-    }
-
-    fn stderr_tail(&self) -> String {
-        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        tail.iter().cloned().collect::<Vec<_>>().join(" | ")
+    pub fn workers(&self) -> Vec<Rc<Worker>> {
+        self.workers.borrow().clone()
     }
 }
 
-/// The exit status of SPEC 6 for a finished tool, and words for it.
-pub fn exit_code(s: ExitStatus) -> (i32, String) {
-    match (s.code(), s.signal()) {
-        (Some(c), _) => (c, format!("exited with status {c}")),
-        (None, Some(sig)) => (128 + sig, format!("was killed by signal {sig}")),
-        _ => (1, "ended".to_owned()),
+fn stopping() -> Failure {
+    Failure {
+        code: crate::core::status::UNAVAILABLE,
+        message: "the server is shutting down".to_owned(),
     }
 }
 
-fn describe(spec: &ToolSpec) -> String {
-    std::iter::once(&spec.program)
-        .chain(&spec.args)
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Copies the tool's stderr, line by line, into the log (with a timestamp),
-/// the tail kept for error messages, and the channel the serving client
-/// forwards from. A client that is not reading never slows the tool down:
-/// lines that do not fit the channel are only logged.
-async fn pump_stderr(
-    pid: u32,
-    stderr: ChildStderr,
-    tx: mpsc::Sender<Vec<u8>>,
-    tail: Arc<Mutex<VecDeque<String>>>,
-) {
-    let mut r = BufReader::new(stderr);
-    loop {
-        let mut line = Vec::new();
-        match (&mut r)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
-        tracing::info!(target: "tool", pid, "stderr: {text}");
-        {
-            let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-            if t.len() == TAIL_LINES {
-                t.pop_front();
-            }
-            t.push_back(text);
-        }
-        let _ = tx.try_send(line);
-    }
-}
-
-/// The place of the server's one tool instance (SPEC 5 with `-j 1`).
-#[derive(Default)]
-pub struct Slot {
-    pub instance: Option<Instance>,
-    /// The last start that failed, and when it finished.
-    failed: Option<(Instant, Failure)>,
-}
-
-impl Slot {
-    /// A live instance for a client that arrived at `arrived`: the existing
-    /// one, or a new one. If a start failed while the client waited, it gets
-    /// that failure rather than a second attempt.
-    pub async fn ensure(
-        &mut self,
-        spec: &ToolSpec,
-        output: &Terminator,
-        arrived: Instant,
-    ) -> Result<&mut Instance, Failure> {
-        if let Some(inst) = &mut self.instance {
-            if !inst.dead && inst.exited() {
-                let f = inst.ended("before answering anything").await;
-                if inst.used {
-                    tracing::warn!(pid = inst.pid, "tool exited while idle; starting a new one");
-                } else {
-                    // It never got to serve: it failed to start.
-                    self.failed = Some((Instant::now(), f));
-                }
-            } else if !inst.dead && inst.has_unsolicited_output().await {
-                tracing::warn!(
-                    pid = inst.pid,
-                    "tool wrote output nobody asked for (a prelude? see -P); starting a new one"
-                );
-                inst.kill().await;
-            }
-            if inst.dead {
-                self.instance = None;
-            }
-        }
-        if self.instance.is_none() {
-            if let Some((at, f)) = &self.failed
-                && *at >= arrived
-            {
-                return Err(f.clone());
-            }
-            match Instance::start(spec, output).await {
-                Ok(i) => {
-                    self.failed = None;
-                    self.instance = Some(i);
-                }
-                Err(f) => {
-                    tracing::warn!("tool failed to start: {}", f.message);
-                    self.failed = Some((Instant::now(), f.clone()));
-                    return Err(f);
-                }
-            }
-        }
-        match self.instance.as_mut() {
-            Some(i) => {
-                i.used = true;
-                Ok(i)
-            }
-            None => unreachable!("an instance was just put in place"),
-        }
+async fn until_gone(req: &Request) {
+    while !req.is_gone() {
+        req.changed().await;
     }
 }

@@ -114,6 +114,15 @@ impl Splitter {
         }
     }
 
+    /// Like [`take_into`](Self::take_into), also appending to `ends` the
+    /// offset in `out` one past each record taken.
+    pub fn take_records_into(&mut self, n: usize, out: &mut Vec<u8>, ends: &mut Vec<usize>) {
+        let n = n.min(self.ends.len());
+        let base = out.len();
+        ends.extend(self.ends.iter().take(n).map(|e| base + e));
+        self.take_into(n, out);
+    }
+
     /// Drops the first `n` complete records; used for answers nobody is owed.
     pub fn discard(&mut self, n: usize) -> usize {
         let mut sink = Vec::new();
@@ -235,6 +244,17 @@ mod tests {
         s.take_into(5, &mut out);
         assert_eq!(out, b"3\n4\n");
         assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn take_records_reports_their_ends() {
+        let mut s = Splitter::new(Terminator::Line);
+        s.push(b"ab\nc\nd");
+        let mut out = b"x".to_vec();
+        let mut ends = Vec::new();
+        s.take_records_into(5, &mut out, &mut ends);
+        assert_eq!(out, b"xab\nc\n");
+        assert_eq!(ends, [4, 6]);
     }
 
     #[test]

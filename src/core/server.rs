@@ -23,10 +23,14 @@ use tokio::time::Instant;
 use crate::core::config::ToolSpec;
 use crate::core::identity::{self, Id};
 use crate::core::paths::{SocketPath, StateDir};
-use crate::core::pool::{self, Slot};
+use std::rc::Rc;
+
+use crate::core::instance;
+use crate::core::pool::{Pool, PoolConfig};
 use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
+use crate::core::records::Splitter;
 use crate::core::records::Terminator;
-use crate::core::session;
+use crate::core::worker::{End, Request};
 
 /// Longest time in-flight requests get to finish when the server stops.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -56,7 +60,6 @@ enum Mode {
 
 struct Shared {
     cfg: ServerConfig,
-    slot: tokio::sync::Mutex<Slot>,
     active: AtomicUsize,
     last_activity: Mutex<Instant>,
     left: Notify,
@@ -123,7 +126,6 @@ pub async fn run(
     let (mode, mut mode_rx) = watch::channel(Mode::Running);
     let shared = Arc::new(Shared {
         cfg,
-        slot: tokio::sync::Mutex::new(Slot::default()),
         active: AtomicUsize::new(0),
         last_activity: Mutex::new(Instant::now()),
         left: Notify::new(),
@@ -137,14 +139,13 @@ pub async fn run(
     );
     ready();
 
-    // The tool starts loading now, so the first client waits less.
-    let s = shared.clone();
-    tokio::spawn(async move {
-        let mut slot = s.slot.lock().await;
-        let _ = slot
-            .ensure(&s.cfg.spec, &s.cfg.output, Instant::now())
-            .await;
+    let pool = Pool::new(PoolConfig {
+        spec: shared.cfg.spec.clone(),
+        input: shared.cfg.input.clone(),
+        output: shared.cfg.output.clone(),
     });
+    // The tool starts loading now, so the first client waits less.
+    pool.prestart();
     tokio::spawn(watch_idle(shared.clone()));
     tokio::spawn(watch_identity(shared.clone()));
     tokio::spawn(watch_signals(shared.clone()));
@@ -154,7 +155,7 @@ pub async fn run(
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => accept(&shared, stream, &done_tx),
+                Ok((stream, _)) => accept(&shared, &pool, stream, &done_tx),
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -169,7 +170,7 @@ pub async fn run(
     if std::fs::metadata(&shared.cfg.socket).is_ok_and(|m| m.ino() == socket_ino) {
         let _ = std::fs::remove_file(&shared.cfg.socket);
     }
-    drain_backlog(&shared, listener, &done_tx);
+    drain_backlog(&shared, &pool, listener, &done_tx);
     drop(done_tx);
 
     let forced = async {
@@ -184,11 +185,8 @@ pub async fn run(
         _ = forced => false,
     };
     if finished {
-        if let Ok(mut slot) = shared.slot.try_lock()
-            && let Some(inst) = slot.instance.take()
-        {
-            inst.stop(TOOL_EXIT_GRACE).await;
-        }
+        pool.stop_all(TOOL_EXIT_GRACE * 2 + Duration::from_secs(1))
+            .await;
     } else {
         // Requests still running end with the tool's death, which their
         // clients are told about; give them a moment to hear it.
@@ -196,9 +194,9 @@ pub async fn run(
             Mode::Forced => (rustix::process::Signal::KILL, Duration::from_millis(200)),
             _ => (rustix::process::Signal::TERM, TOOL_EXIT_GRACE),
         };
-        pool::signal_all(first);
+        instance::signal_all(first);
         let _ = tokio::time::timeout(wait, done_rx.recv()).await;
-        pool::signal_all(rustix::process::Signal::KILL);
+        instance::signal_all(rustix::process::Signal::KILL);
     }
     remove_lock(&shared.cfg.dir.lock(&shared.cfg.id));
     tracing::info!("stopped");
@@ -208,7 +206,12 @@ pub async fn run(
 /// Accepts, without waiting, every connection still queued on the
 /// listener. Asked of the kernel directly: the runtime may not have seen
 /// the latest arrivals yet.
-fn drain_backlog(shared: &Arc<Shared>, listener: UnixListener, done: &mpsc::Sender<()>) {
+fn drain_backlog(
+    shared: &Arc<Shared>,
+    pool: &Rc<Pool>,
+    listener: UnixListener,
+    done: &mpsc::Sender<()>,
+) {
     let Ok(listener) = listener.into_std() else {
         return;
     };
@@ -222,7 +225,7 @@ fn drain_backlog(shared: &Arc<Shared>, listener: UnixListener, done: &mpsc::Send
                     .set_nonblocking(true)
                     .and_then(|()| UnixStream::from_std(stream));
                 if let Ok(stream) = stream {
-                    accept(shared, stream, done);
+                    accept(shared, pool, stream, done);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -245,7 +248,7 @@ fn remove_lock(path: &std::path::Path) {
     }
 }
 
-fn accept(shared: &Arc<Shared>, stream: UnixStream, done: &mpsc::Sender<()>) {
+fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc::Sender<()>) {
     let me = rustix::process::geteuid().as_raw();
     match stream.peer_cred() {
         Ok(c) if c.uid() == me => {}
@@ -259,18 +262,19 @@ fn accept(shared: &Arc<Shared>, stream: UnixStream, done: &mpsc::Sender<()>) {
         }
     }
     let shared = shared.clone();
+    let pool = pool.clone();
     let done = done.clone();
-    // Handlers run on the server's one thread (a LocalSet): a request's two
-    // halves share plain cells, no locks.
+    // Handlers and workers run on the server's one thread (a LocalSet) and
+    // share plain cells, no locks.
     tokio::task::spawn_local(async move {
-        if let Err(e) = handle(&shared, stream).await {
+        if let Err(e) = handle(&shared, &pool, stream).await {
             tracing::debug!("connection ended: {e}");
         }
         drop(done);
     });
 }
 
-async fn handle(shared: &Shared, stream: UnixStream) -> Result<(), ProtocolError> {
+async fn handle(shared: &Shared, pool: &Rc<Pool>, stream: UnixStream) -> Result<(), ProtocolError> {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let Some(hello) = protocol::read_frame_async(&mut rd).await? else {
@@ -287,54 +291,112 @@ async fn handle(shared: &Shared, stream: UnixStream) -> Result<(), ProtocolError
     };
     wr.write_all(&protocol::welcome(std::process::id())).await?;
     match purpose {
-        Purpose::Run => serve_client(shared, &mut rd, &mut wr).await,
+        Purpose::Run => serve_client(shared, pool, &mut rd, &mut wr).await,
         Purpose::Control => control(shared, &mut rd, &mut wr).await,
     }
 }
 
+/// One call: the client's input goes to a request queue while the answers
+/// the worker puts on it go back, then the final status.
 async fn serve_client(
     shared: &Shared,
+    pool: &Rc<Pool>,
     rd: &mut (impl tokio::io::AsyncRead + Unpin),
     wr: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<(), ProtocolError> {
     shared.active.fetch_add(1, Ordering::SeqCst);
     shared.touch();
-    let arrived = Instant::now();
-    let cfg = &shared.cfg;
-    let outcome = {
-        let mut slot = shared.slot.lock().await;
-        let outcome = match slot.ensure(&cfg.spec, &cfg.output, arrived).await {
-            Ok(inst) => session::serve(inst, &cfg.input, cfg.spec.process_timeout, rd, wr).await,
-            Err(f) => session::Outcome {
-                status: f.code,
-                message: Some(f.message),
-                records: 0,
-                client_gone: false,
-            },
-        };
-        if slot.instance.as_ref().is_some_and(|i| i.dead) {
-            slot.instance = None;
+    let req = Request::new();
+    let input = read_input(&req, rd, &shared.cfg.input);
+    let output = async {
+        if let Err(f) = pool.assign(&req).await {
+            req.finish(f.code, Some(f.message));
         }
-        outcome
+        loop {
+            let out = req.take_output();
+            if !out.is_empty() {
+                if wr.write_all(&out).await.is_err() {
+                    req.set_gone();
+                    return Ok(());
+                }
+                continue;
+            }
+            if req.is_gone() {
+                return Ok(());
+            }
+            if let Some((status, message)) = req.finished() {
+                let mut f = Vec::new();
+                if let Some(m) = message {
+                    let text = format!("{m}{}", shared.log_hint());
+                    protocol::encode(Kind::Error, text.as_bytes(), &mut f);
+                }
+                protocol::encode_status(status, &mut f);
+                return wr.write_all(&f).await;
+            }
+            req.changed().await;
+        }
     };
+    let result = {
+        let mut input = std::pin::pin!(input);
+        let mut output = std::pin::pin!(output);
+        let mut input_done = false;
+        loop {
+            tokio::select! {
+                r = &mut output => break r,
+                _ = &mut input, if !input_done => input_done = true,
+            }
+        }
+    };
+    if req.is_gone() {
+        tracing::info!(records = req.answered(), "client left before the end");
+    }
     shared.touch();
     shared.active.fetch_sub(1, Ordering::SeqCst);
     shared.left.notify_one();
-    if outcome.client_gone {
-        tracing::info!(records = outcome.records, "client left before the end");
-        return Ok(());
+    Ok(result?)
+}
+
+/// Reads the client's frames, queuing whole records on `req`. After the
+/// end of input it keeps listening: end of file before the request is
+/// over means the client went away.
+async fn read_input(
+    req: &Request,
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    term: &Terminator,
+) {
+    let mut split = Splitter::new(term.clone());
+    loop {
+        let frame = match protocol::read_frame_async(rd).await {
+            Ok(Some(f)) if !req.is_finished() => f,
+            _ => break,
+        };
+        let end = match frame.kind {
+            Kind::Data => {
+                split.push(&frame.payload);
+                None
+            }
+            Kind::End => Some(match split.finish() {
+                Ok(_) => End::Complete,
+                Err(u) => End::Unfinished(u.bytes),
+            }),
+            _ => break,
+        };
+        let n = split.complete();
+        if n > 0 {
+            let (mut data, mut ends) = (Vec::new(), Vec::new());
+            split.take_records_into(n, &mut data, &mut ends);
+            req.push(data, ends).await;
+        }
+        if let Some(end) = end {
+            req.end_input(end);
+            // Nothing more is expected but the close at the very end.
+            let _ = protocol::read_frame_async(rd).await;
+            break;
+        }
     }
-    let mut f = Vec::new();
-    if let Some(m) = &outcome.message {
-        protocol::encode(
-            Kind::Error,
-            format!("{m}{}", shared.log_hint()).as_bytes(),
-            &mut f,
-        );
+    if !req.is_finished() {
+        req.set_gone();
     }
-    protocol::encode_status(outcome.status, &mut f);
-    wr.write_all(&f).await?;
-    Ok(())
 }
 
 async fn control(

@@ -45,23 +45,17 @@ impl World {
         c
     }
 
-    /// Runs `viasock ARGS` with `input` on stdin and waits for it.
+    /// Runs `viasock ARGS` with `input` on stdin and waits for it (a call
+    /// that hangs for a minute is killed and fails the test).
     pub fn run(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
+        let child = self
             .cmd(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn viasock");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().expect("wait viasock");
-        feeder.join().expect("feeder");
-        out
+        finish(child, input)
     }
 
     /// Starts `viasock ARGS` with piped stdio, for tests that drive it.
@@ -139,6 +133,32 @@ impl Drop for World {
         }
     }
 }
+
+/// Feeds `input` to a started call and waits for it, at most a minute.
+pub fn finish(mut child: Child, input: &[u8]) -> Output {
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(CALL_LIMIT) {
+        Ok(out) => out.expect("wait viasock"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("viasock call {pid} hung for {CALL_LIMIT:?}");
+        }
+    };
+    feeder.join().expect("feeder");
+    out
+}
+
+/// Longest a single call may take in a test before it counts as hung.
+pub const CALL_LIMIT: Duration = Duration::from_secs(60);
 
 pub fn write_executable(path: &Path, body: &str) {
     // Written under another name and renamed, so the path never names a

@@ -1,0 +1,263 @@
+//! A tool process: spawning it, reading its prelude, collecting its
+//! stderr, and telling how it ended. The [worker](crate::core::worker)
+//! that owns an instance does the serving.
+//!
+//! Each tool runs in a process group of its own, so that killing it also
+//! kills whatever it started (a wrapper script's children, say); the groups
+//! of live tools are kept in [`GROUPS`] for a forced shutdown.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::core::config::ToolSpec;
+use crate::core::records::{Splitter, Terminator};
+
+/// Lines of the tool's stderr kept for error messages.
+const TAIL_LINES: usize = 5;
+/// Longest stderr line forwarded or logged in one piece.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Process groups of the tools this process started and has not yet
+/// killed.
+static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Sends `sig` to every tool's process group.
+pub fn signal_all(sig: rustix::process::Signal) {
+    let groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for g in groups {
+        signal_group(g, sig);
+    }
+}
+
+/// Kills what is left of the process group the tool `pid` led.
+pub fn kill_group(pid: u32) {
+    signal_group(pid as i32, rustix::process::Signal::KILL);
+}
+
+fn signal_group(group: i32, sig: rustix::process::Signal) {
+    if let Some(p) = rustix::process::Pid::from_raw(group) {
+        let _ = rustix::process::kill_process_group(p, sig);
+    }
+}
+
+/// Why a tool could not serve: the exit status for the client and a message.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+/// One running tool process.
+pub struct Instance {
+    pub pid: u32,
+    pub(crate) child: Child,
+    /// `None` once closed for a graceful stop.
+    pub(crate) stdin: Option<ChildStdin>,
+    pub(crate) stdout: ChildStdout,
+    /// Splits the tool's output into answers; lives as long as the tool, so
+    /// a partial answer is never lost between clients.
+    pub(crate) out: Splitter,
+    pub(crate) prelude: Vec<u8>,
+    pub(crate) stderr: mpsc::Receiver<Vec<u8>>,
+    stderr_task: Option<JoinHandle<()>>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    /// Set once the tool has exited or was killed.
+    pub(crate) dead: bool,
+}
+
+impl Drop for Instance {
+    /// Whatever the tool started dies with it; the server never leaves
+    /// orphans behind.
+    fn drop(&mut self) {
+        signal_group(self.pid as i32, rustix::process::Signal::KILL);
+        GROUPS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(self.pid as i32));
+    }
+}
+
+impl Instance {
+    /// Starts the tool and reads its prelude.
+    pub async fn start(spec: &ToolSpec, output: &Terminator) -> Result<Self, Failure> {
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let shown = spec.program.to_string_lossy();
+        let mut child = cmd.spawn().map_err(|e| {
+            let (code, what) = match e.kind() {
+                std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
+                std::io::ErrorKind::PermissionDenied => (126, "permission denied".to_owned()),
+                _ => (1, e.to_string()),
+            };
+            Failure {
+                code,
+                message: format!("cannot start the tool: {shown}: {what}"),
+            }
+        })?;
+        let pid = child.id().unwrap_or(0);
+        GROUPS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid as i32);
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            unreachable!("all three pipes were requested");
+        };
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = mpsc::channel(1024);
+        let stderr_task = tokio::spawn(pump_stderr(pid, stderr, tx, tail.clone()));
+        tracing::info!(pid, "tool started: {}", describe(spec));
+        let mut inst = Self {
+            pid,
+            child,
+            stdin: Some(stdin),
+            stdout,
+            out: Splitter::new(output.clone()),
+            prelude: Vec::new(),
+            stderr: rx,
+            stderr_task: Some(stderr_task),
+            tail,
+            dead: false,
+        };
+        if spec.prelude > 0 {
+            let mut buf = vec![0u8; 64 * 1024];
+            while inst.out.complete() < spec.prelude {
+                match inst.stdout.read(&mut buf).await {
+                    Ok(0) | Err(_) => return Err(inst.ended("while writing its prelude").await),
+                    Ok(n) => {
+                        inst.out.push(&buf[..n]);
+                    }
+                }
+            }
+            let mut prelude = Vec::new();
+            inst.out.take_into(spec.prelude, &mut prelude);
+            inst.prelude = prelude;
+            tracing::info!(pid, records = spec.prelude, "prelude read");
+        }
+        Ok(inst)
+    }
+
+    /// The failure of a tool whose stdout closed or which exited: waits
+    /// (briefly) for its exit and its last stderr lines, and kills what is
+    /// left of its process group. Marks the instance dead.
+    pub async fn ended(&mut self, when: &str) -> Failure {
+        self.dead = true;
+        let status = match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
+            Ok(Ok(s)) => Some(s),
+            _ => None,
+        };
+        signal_group(self.pid as i32, rustix::process::Signal::KILL);
+        if status.is_none() {
+            let _ = self.child.wait().await;
+        }
+        if let Some(t) = self.stderr_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        }
+        let tail = self.stderr_tail();
+        let (code, what) = match status {
+            Some(s) => exit_code(s),
+            None => (1, "closed its output but did not exit; killed".to_owned()),
+        };
+        tracing::warn!(pid = self.pid, "tool {what} {when}");
+        let mut message = format!("the tool {what} {when}");
+        if !tail.is_empty() {
+            message.push_str(&format!("; its last stderr: {tail}"));
+        }
+        Failure { code, message }
+    }
+
+    /// Kills the tool and its process group.
+    pub async fn kill(&mut self) {
+        self.dead = true;
+        signal_group(self.pid as i32, rustix::process::Signal::KILL);
+        let _ = self.child.wait().await;
+        if let Some(t) = self.stderr_task.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(200), t).await;
+        }
+    }
+
+    /// Stops a healthy tool: closes its stdin, gives it `grace` to exit,
+    /// then SIGTERM, then SIGKILL (dropping it kills its group).
+    pub async fn stop(mut self, grace: Duration) {
+        // A closed pipe is the tool's end of file.
+        drop(self.stdin.take());
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            signal_group(self.pid as i32, rustix::process::Signal::TERM);
+            let _ = tokio::time::timeout(grace, self.child.wait()).await;
+        }
+        tracing::info!(pid = self.pid, "tool stopped");
+    }
+
+    fn stderr_tail(&self) -> String {
+        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        tail.iter().cloned().collect::<Vec<_>>().join(" | ")
+    }
+}
+
+/// The exit status of SPEC 6 for a finished tool, and words for it.
+pub fn exit_code(s: ExitStatus) -> (i32, String) {
+    match (s.code(), s.signal()) {
+        (Some(c), _) => (c, format!("exited with status {c}")),
+        (None, Some(sig)) => (128 + sig, format!("was killed by signal {sig}")),
+        _ => (1, "ended".to_owned()),
+    }
+}
+
+fn describe(spec: &ToolSpec) -> String {
+    std::iter::once(&spec.program)
+        .chain(&spec.args)
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Copies the tool's stderr, line by line, into the log (with a timestamp),
+/// the tail kept for error messages, and the channel the serving client
+/// forwards from. A client that is not reading never slows the tool down:
+/// lines that do not fit the channel are only logged.
+async fn pump_stderr(
+    pid: u32,
+    stderr: ChildStderr,
+    tx: mpsc::Sender<Vec<u8>>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut r = BufReader::new(stderr);
+    loop {
+        let mut line = Vec::new();
+        match (&mut r)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
+        tracing::info!(target: "tool", pid, "stderr: {text}");
+        {
+            let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+            if t.len() == TAIL_LINES {
+                t.pop_front();
+            }
+            t.push_back(text);
+        }
+        let _ = tx.try_send(line);
+    }
+}

@@ -1,0 +1,706 @@
+//! A worker: one tool instance run as a task, serving the requests attached
+//! to it (SPEC 5).
+//!
+//! A connection handler turns its client's input into whole records and
+//! queues them on its [`Request`]; the worker writes queued records to the
+//! tool's stdin while it reads answers from the tool's stdout, and hands
+//! each answer to the request whose record it answers (a FIFO route of
+//! `(request, count)`). The tool is never written to while its output goes
+//! unread, so it cannot deadlock on full pipes; and nobody blocks on a
+//! client: answers wait in the request's buffer for its handler to send.
+//!
+//! By default a worker serves one request at a time. With `--interleave`
+//! several requests share it: records are taken round-robin, one from each
+//! request in turn, and only a few records' worth of work is kept waiting
+//! in the tool's stdin, so that a short request is never stuck behind a
+//! long one.
+//!
+//! Everything runs on the server's one thread: state is shared through
+//! `Rc`, `Cell` and `RefCell`, and no borrow is held across an `.await`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::core::instance::{Failure, Instance};
+use crate::core::pool::{Pool, PoolConfig};
+use crate::core::protocol::{self, Kind};
+
+/// Bytes of input a request may queue before its reader waits.
+const INPUT_QUEUE: usize = 4 << 20;
+/// Bytes of answers waiting for a slow client beyond which its records are
+/// held back (so a client that does not read cannot make us buffer without
+/// end, nor stall anybody else).
+const OUTPUT_HIGH_WATER: usize = 4 << 20;
+/// Longest wait for one answer owed to a client that has gone, when no
+/// `-w` is set; after it the instance is killed rather than kept busy.
+const ORPHAN_ANSWER_WAIT: Duration = Duration::from_secs(30);
+/// Once the tool has exited, how long its remaining output may take.
+const AFTER_EXIT_WAIT: Duration = Duration::from_secs(1);
+/// With `--interleave`, the work kept waiting in the tool's stdin: about
+/// this much time's worth of records (at least two, at most `MAX_AHEAD`).
+const INTERLEAVE_AHEAD: Duration = Duration::from_millis(5);
+const MAX_AHEAD: usize = 4096;
+/// Time a healthy tool gets to exit once its stdin is closed.
+pub const TOOL_EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// How a request's input ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Complete,
+    /// Input ended inside a record; this many bytes were dropped.
+    Unfinished(usize),
+}
+
+/// Whole records of one request, with the offset one past each.
+struct Batch {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    /// Records already taken.
+    next: usize,
+}
+
+impl Batch {
+    fn start(&self) -> usize {
+        match self.next {
+            0 => 0,
+            n => self.ends[n - 1],
+        }
+    }
+}
+
+/// One client's call: the queues between its connection handler and the
+/// worker serving it.
+pub struct Request {
+    pub arrived: Instant,
+    queue: RefCell<VecDeque<Batch>>,
+    queued_bytes: Cell<usize>,
+    queued_records: Cell<usize>,
+    end: Cell<Option<End>>,
+    gone: Cell<bool>,
+    /// The reader may queue more.
+    room: Notify,
+    /// For the handler: output, the end, or (while it waits for a worker)
+    /// that its client went away.
+    changed: Notify,
+    out: RefCell<Vec<u8>>,
+    finished: RefCell<Option<(i32, Option<String>)>>,
+    in_flight: Cell<usize>,
+    answered: Cell<u64>,
+    worker: RefCell<Weak<Worker>>,
+}
+
+impl Request {
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self {
+            arrived: Instant::now(),
+            queue: RefCell::new(VecDeque::new()),
+            queued_bytes: Cell::new(0),
+            queued_records: Cell::new(0),
+            end: Cell::new(None),
+            gone: Cell::new(false),
+            room: Notify::new(),
+            changed: Notify::new(),
+            out: RefCell::new(Vec::new()),
+            finished: RefCell::new(None),
+            in_flight: Cell::new(0),
+            answered: Cell::new(0),
+            worker: RefCell::new(Weak::new()),
+        })
+    }
+
+    /// Queues whole records, first waiting until the queue has room.
+    pub async fn push(&self, data: Vec<u8>, ends: Vec<usize>) {
+        while self.queued_bytes.get() >= INPUT_QUEUE && !self.is_finished() {
+            self.room.notified().await;
+        }
+        self.queued_bytes.set(self.queued_bytes.get() + data.len());
+        self.queued_records
+            .set(self.queued_records.get() + ends.len());
+        self.queue.borrow_mut().push_back(Batch {
+            data,
+            ends,
+            next: 0,
+        });
+        self.wake_worker();
+    }
+
+    pub fn end_input(&self, end: End) {
+        self.end.set(Some(end));
+        self.wake_worker();
+    }
+
+    /// The client went away: its answers are dropped, its queue forgotten.
+    pub fn set_gone(&self) {
+        self.gone.set(true);
+        self.changed.notify_one();
+        self.wake_worker();
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.gone.get()
+    }
+
+    /// Frames waiting to be sent to the client.
+    pub fn take_output(&self) -> Vec<u8> {
+        let out = std::mem::take(&mut *self.out.borrow_mut());
+        if out.len() >= OUTPUT_HIGH_WATER {
+            self.wake_worker();
+        }
+        out
+    }
+
+    /// The exit status and message, once the request is over.
+    pub fn finished(&self) -> Option<(i32, Option<String>)> {
+        self.finished.borrow().clone()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished.borrow().is_some()
+    }
+
+    /// Waits for output, the end, or the client going away.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    pub fn answered(&self) -> u64 {
+        self.answered.get()
+    }
+
+    /// Ends the request (for example when no worker could be had).
+    pub fn finish(&self, status: i32, message: Option<String>) {
+        if self.is_finished() {
+            return;
+        }
+        *self.finished.borrow_mut() = Some((status, message));
+        self.changed.notify_one();
+        self.room.notify_one();
+    }
+
+    fn emit(&self, kind: Kind, bytes: &[u8]) {
+        if self.gone.get() || bytes.is_empty() {
+            return;
+        }
+        protocol::encode_stream(kind, bytes, &mut self.out.borrow_mut());
+        self.changed.notify_one();
+    }
+
+    fn wake_worker(&self) {
+        if let Some(w) = self.worker.borrow().upgrade() {
+            w.wake.notify_one();
+        }
+    }
+
+    /// Records it has queued that the worker may take now.
+    fn ready_records(&self) -> usize {
+        if self.gone.get() || self.out.borrow().len() >= OUTPUT_HIGH_WATER {
+            0
+        } else {
+            self.queued_records.get()
+        }
+    }
+
+    /// Takes up to `n` queued records into `buf`; returns how many.
+    fn take_records(&self, n: usize, buf: &mut Vec<u8>) -> usize {
+        let mut queue = self.queue.borrow_mut();
+        let mut taken = 0;
+        while taken < n {
+            let Some(b) = queue.front_mut() else { break };
+            let k = (n - taken).min(b.ends.len() - b.next);
+            let (from, to) = (b.start(), b.ends[b.next + k - 1]);
+            buf.extend_from_slice(&b.data[from..to]);
+            b.next += k;
+            taken += k;
+            self.queued_bytes.set(self.queued_bytes.get() - (to - from));
+            if b.next == b.ends.len() {
+                queue.pop_front();
+            }
+        }
+        drop(queue);
+        self.queued_records.set(self.queued_records.get() - taken);
+        if taken > 0 {
+            self.room.notify_one();
+        }
+        taken
+    }
+
+    fn forget_queue(&self) {
+        self.queue.borrow_mut().clear();
+        self.queued_bytes.set(0);
+        self.queued_records.set(0);
+        self.room.notify_one();
+    }
+
+    /// Nothing more will come from it or go to it.
+    fn is_done(&self) -> bool {
+        self.in_flight.get() == 0
+            && (self.gone.get() || (self.end.get().is_some() && self.queued_records.get() == 0))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerState {
+    Starting,
+    Ready,
+    Dead,
+}
+
+/// One tool instance and the requests it serves.
+pub struct Worker {
+    pool: Weak<Pool>,
+    state: Cell<WorkerState>,
+    pid: Cell<u32>,
+    pub started_at: std::time::SystemTime,
+    attached: RefCell<Vec<Rc<Request>>>,
+    prelude: RefCell<Vec<u8>>,
+    wake: Notify,
+    stopping: Cell<bool>,
+    /// Given to a request (default mode: one at a time).
+    reserved: Cell<bool>,
+    idle_since: Cell<Instant>,
+    /// It wrote something: it did not fail to start.
+    spoke: Cell<bool>,
+    requests: Cell<u64>,
+    records: Cell<u64>,
+}
+
+impl Worker {
+    /// Starts a worker; its tool starts loading at once.
+    pub fn spawn(pool: &Rc<Pool>) -> Rc<Self> {
+        let w = Rc::new(Self {
+            pool: Rc::downgrade(pool),
+            state: Cell::new(WorkerState::Starting),
+            pid: Cell::new(0),
+            started_at: std::time::SystemTime::now(),
+            attached: RefCell::new(Vec::new()),
+            prelude: RefCell::new(Vec::new()),
+            wake: Notify::new(),
+            stopping: Cell::new(false),
+            reserved: Cell::new(false),
+            idle_since: Cell::new(Instant::now()),
+            spoke: Cell::new(false),
+            requests: Cell::new(0),
+            records: Cell::new(0),
+        });
+        tokio::task::spawn_local(w.clone().run());
+        w
+    }
+
+    pub fn state(&self) -> WorkerState {
+        self.state.get()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid.get()
+    }
+
+    /// Requests attached now.
+    pub fn load(&self) -> usize {
+        self.attached.borrow().len()
+    }
+
+    pub fn is_reserved(&self) -> bool {
+        self.reserved.get()
+    }
+
+    pub fn reserve(&self) {
+        self.reserved.set(true);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.get()
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records.get()
+    }
+
+    /// Gives the worker a request to serve. A ready worker sends it the
+    /// prelude at once; a starting one, once the tool has written it.
+    pub fn attach(self: &Rc<Self>, req: Rc<Request>) {
+        *req.worker.borrow_mut() = Rc::downgrade(self);
+        if self.state.get() == WorkerState::Ready {
+            req.emit(Kind::Output, &self.prelude.borrow());
+        }
+        self.requests.set(self.requests.get() + 1);
+        self.attached.borrow_mut().push(req);
+        self.wake.notify_one();
+    }
+
+    /// Asks the worker to stop once it has no requests.
+    pub fn stop(&self) {
+        self.stopping.set(true);
+        self.wake.notify_one();
+    }
+
+    async fn run(self: Rc<Self>) {
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
+        let cfg = pool.config().clone();
+        drop(pool);
+        let mut inst = match Instance::start(&cfg.spec, &cfg.output).await {
+            Ok(i) => i,
+            Err(f) => return self.die(f),
+        };
+        self.pid.set(inst.pid);
+        *self.prelude.borrow_mut() = inst.prelude.clone();
+        self.spoke.set(!inst.prelude.is_empty());
+        self.state.set(WorkerState::Ready);
+        for r in self.attached.borrow().iter() {
+            r.emit(Kind::Output, &inst.prelude);
+        }
+        let failure = match self.serve(&mut inst, &cfg).await {
+            Exit::Stop => {
+                self.state.set(WorkerState::Dead);
+                inst.stop(TOOL_EXIT_GRACE).await;
+                if let Some(pool) = self.pool.upgrade() {
+                    pool.retired(&self);
+                }
+                return;
+            }
+            Exit::ToolEnded => {
+                let when = if self.spoke.get() {
+                    "while serving this call"
+                } else {
+                    "before answering anything"
+                };
+                let mut f = inst.ended(when).await;
+                if f.code == 0 {
+                    // Exiting with answers owed is a failure all the same.
+                    f.code = crate::core::status::FAILURE;
+                }
+                f
+            }
+            Exit::Timeout(secs) => {
+                tracing::warn!(
+                    pid = inst.pid,
+                    "no answer within {secs} s; killing the tool"
+                );
+                inst.kill().await;
+                Failure {
+                    code: crate::core::status::TIMEOUT,
+                    message: format!(
+                        "the tool did not answer a record within {secs} s (--process-timeout); it was killed"
+                    ),
+                }
+            }
+        };
+        // Its last stderr lines explain its end to those it served.
+        while let Ok(line) = inst.stderr.try_recv() {
+            for r in self.attached.borrow().iter() {
+                r.emit(Kind::Stderr, &line);
+            }
+        }
+        self.die(failure);
+    }
+
+    /// The tool is gone: every request it had fails with `f`.
+    fn die(self: &Rc<Self>, f: Failure) {
+        self.state.set(WorkerState::Dead);
+        let attached = std::mem::take(&mut *self.attached.borrow_mut());
+        for r in attached {
+            r.finish(f.code, Some(f.message.clone()));
+        }
+        if let Some(pool) = self.pool.upgrade() {
+            pool.died(self, (!self.spoke.get()).then_some(f));
+        }
+    }
+
+    /// Ends requests that are done; a request whose client went away is
+    /// dropped once it is owed nothing. Gives a default-mode worker back to
+    /// the pool when its request is over.
+    fn settle(self: &Rc<Self>) {
+        let mut finished = Vec::new();
+        self.attached.borrow_mut().retain(|r| {
+            if r.is_gone() {
+                r.forget_queue();
+            }
+            if r.is_done() {
+                finished.push(r.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if finished.is_empty() {
+            return;
+        }
+        for r in &finished {
+            match r.end.get() {
+                _ if r.is_gone() => {}
+                Some(End::Unfinished(bytes)) => r.finish(
+                    crate::core::status::DATA,
+                    Some(format!(
+                        "input ended inside an unfinished record ({bytes} bytes after the last \
+                         terminator line); that record was not sent"
+                    )),
+                ),
+                _ => r.finish(0, None),
+            }
+        }
+        if self.attached.borrow().is_empty() {
+            self.idle_since.set(Instant::now());
+            if self.reserved.replace(false)
+                && let Some(pool) = self.pool.upgrade()
+            {
+                pool.release(self);
+            }
+        }
+    }
+
+    /// Moves queued records into `buf` for the tool, at most `budget`, and
+    /// notes who they belong to. Default mode: everything the one request
+    /// has. Interleaved: one record from each request in turn.
+    fn fill(
+        &self,
+        buf: &mut Vec<u8>,
+        route: &mut VecDeque<(Rc<Request>, usize)>,
+        rr: &mut usize,
+        budget: usize,
+    ) -> usize {
+        let ready: Vec<Rc<Request>> = self
+            .attached
+            .borrow()
+            .iter()
+            .filter(|r| r.ready_records() > 0)
+            .cloned()
+            .collect();
+        if ready.is_empty() || budget == 0 {
+            return 0;
+        }
+        let mut note = |r: &Rc<Request>, k: usize| {
+            r.in_flight.set(r.in_flight.get() + k);
+            match route.back_mut() {
+                Some((last, n)) if Rc::ptr_eq(last, r) => *n += k,
+                _ => route.push_back((r.clone(), k)),
+            }
+        };
+        let mut total = 0;
+        if ready.len() == 1 {
+            let r = &ready[0];
+            let k = r.take_records(budget, buf);
+            note(r, k);
+            return k;
+        }
+        loop {
+            let mut progressed = false;
+            for i in 0..ready.len() {
+                if total == budget {
+                    return total;
+                }
+                let r = &ready[(*rr + i) % ready.len()];
+                if r.ready_records() > 0 && r.take_records(1, buf) == 1 {
+                    note(r, 1);
+                    total += 1;
+                    progressed = true;
+                }
+            }
+            *rr = rr.wrapping_add(1);
+            if !progressed {
+                return total;
+            }
+        }
+    }
+
+    /// Serves until the tool ends or times out, or the worker may stop.
+    async fn serve(self: &Rc<Self>, inst: &mut Instance, cfg: &PoolConfig) -> Exit {
+        let mut route: VecDeque<(Rc<Request>, usize)> = VecDeque::new();
+        let mut in_flight = 0usize;
+        let mut wbuf: Vec<u8> = Vec::new();
+        let mut wpos = 0usize;
+        let mut rbuf = vec![0u8; 64 * 1024];
+        let mut answers = Vec::new();
+        let mut since = Instant::now();
+        let mut per_record: Option<f64> = None;
+        let mut rr = 0usize;
+        let mut exited_at: Option<Instant> = None;
+        let mut stdin_broken = false;
+        let mut unsolicited = false;
+        let Instance {
+            pid,
+            child,
+            stdin,
+            stdout,
+            out,
+            stderr,
+            ..
+        } = inst;
+        let pid = *pid;
+
+        loop {
+            let finishing: Vec<Rc<Request>> = self
+                .attached
+                .borrow()
+                .iter()
+                .filter(|r| r.is_done() && !r.is_gone())
+                .cloned()
+                .collect();
+            if let Some(last) = finishing.first() {
+                // Stderr travels apart from stdout: a line the tool wrote
+                // just before its last answer may not have reached us yet.
+                // Letting the runtime poll its pipes once more brings it in.
+                for _ in 0..2 {
+                    tokio::task::yield_now().await;
+                }
+                while let Ok(line) = stderr.try_recv() {
+                    last.emit(Kind::Stderr, &line);
+                }
+            }
+            self.settle();
+            let idle = self.attached.borrow().is_empty() && !self.reserved.get();
+            if unsolicited && idle {
+                tracing::warn!(
+                    pid,
+                    "retiring the tool: it wrote answers nobody asked for (a prelude? see -P)"
+                );
+                return Exit::Stop;
+            }
+            if self.stopping.get() && idle {
+                return Exit::Stop;
+            }
+            if wpos == wbuf.len() && !stdin_broken {
+                wbuf.clear();
+                wpos = 0;
+                let ahead = if cfg.spec.interleave {
+                    let per = per_record.unwrap_or(INTERLEAVE_AHEAD.as_secs_f64());
+                    ((INTERLEAVE_AHEAD.as_secs_f64() / per.max(1e-9)) as usize).clamp(2, MAX_AHEAD)
+                } else {
+                    usize::MAX
+                };
+                let was_empty = route.is_empty();
+                let n = self.fill(
+                    &mut wbuf,
+                    &mut route,
+                    &mut rr,
+                    ahead.saturating_sub(in_flight),
+                );
+                in_flight += n;
+                if was_empty && n > 0 {
+                    since = Instant::now();
+                }
+            }
+
+            let gone_only = route.iter().all(|(r, _)| r.is_gone());
+            let limit = match cfg.spec.process_timeout {
+                Some(t) => Some(t),
+                None if gone_only => Some(ORPHAN_ANSWER_WAIT),
+                None => None,
+            };
+            let answer_due = limit.filter(|_| !route.is_empty()).map(|t| since + t);
+            let output_due = exited_at.map(|t| t + AFTER_EXIT_WAIT);
+            let idle_due = match cfg.spec.server_timeout {
+                Some(t) if idle => Some(self.idle_since.get() + t),
+                _ => None,
+            };
+
+            tokio::select! {
+                biased;
+                r = stdout.read(&mut rbuf) => {
+                    let n = match r {
+                        Ok(0) | Err(_) => return Exit::ToolEnded,
+                        Ok(n) => n,
+                    };
+                    out.push(&rbuf[..n]);
+                    let mut given = 0usize;
+                    while out.complete() > 0 {
+                        let Some((req, count)) = route.front_mut() else {
+                            let extra = out.discard(usize::MAX);
+                            tracing::warn!(pid, records = extra, "tool wrote answers nobody asked for; dropped");
+                            unsolicited = true;
+                            break;
+                        };
+                        let k = (*count).min(out.complete());
+                        answers.clear();
+                        out.take_into(k, &mut answers);
+                        req.emit(Kind::Output, &answers);
+                        req.in_flight.set(req.in_flight.get() - k);
+                        req.answered.set(req.answered.get() + k as u64);
+                        *count -= k;
+                        given += k;
+                        if *count == 0 {
+                            route.pop_front();
+                        }
+                    }
+                    if given > 0 {
+                        in_flight -= given;
+                        self.spoke.set(true);
+                        self.records.set(self.records.get() + given as u64);
+                        let now = Instant::now();
+                        let per = now.duration_since(since).as_secs_f64() / given as f64;
+                        per_record = Some(per_record.map_or(per, |p| 0.8 * p + 0.2 * per));
+                        since = now;
+                    }
+                }
+                w = write_some(stdin, &wbuf[wpos..]), if wpos < wbuf.len() => match w {
+                    Ok(n) => wpos += n,
+                    Err(_) => {
+                        // The tool stopped reading; its exit will tell why.
+                        stdin_broken = true;
+                        wbuf.clear();
+                        wpos = 0;
+                    }
+                },
+                Some(line) = stderr.recv() => {
+                    let to = route.front().map(|(r, _)| r.clone()).or_else(|| {
+                        let a = self.attached.borrow();
+                        (a.len() == 1).then(|| a[0].clone())
+                    });
+                    if let Some(r) = to {
+                        r.emit(Kind::Stderr, &line);
+                    }
+                }
+                _ = self.wake.notified() => {}
+                _ = child.wait(), if exited_at.is_none() => {
+                    // Its output ends once whatever it started is gone too.
+                    exited_at = Some(Instant::now());
+                    crate::core::instance::kill_group(pid);
+                }
+                _ = sleep_until(output_due) => return Exit::ToolEnded,
+                _ = sleep_until(answer_due) => return Exit::Timeout(limit.map_or(0.0, |t| t.as_secs_f64())),
+                _ = sleep_until(idle_due) => {
+                    match self.pool.upgrade() {
+                        Some(pool) if pool.may_retire(self) => {
+                            tracing::info!(pid, "retiring an idle extra instance");
+                            return Exit::Stop;
+                        }
+                        _ => self.idle_since.set(Instant::now()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a worker's serving ended.
+enum Exit {
+    /// Asked to stop, or retiring: stop the tool gracefully.
+    Stop,
+    /// The tool closed its output or exited.
+    ToolEnded,
+    /// A record was not answered within this many seconds.
+    Timeout(f64),
+}
+
+async fn write_some(
+    stdin: &mut Option<tokio::process::ChildStdin>,
+    buf: &[u8],
+) -> std::io::Result<usize> {
+    match stdin {
+        Some(s) => s.write(buf).await,
+        None => Err(std::io::ErrorKind::BrokenPipe.into()),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
