@@ -118,11 +118,11 @@ pub struct ToolArgs {
     #[arg(short = 'W', long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
     pub server_timeout: Duration,
 
-    /// Most tool instances one server runs at once (only 1 for now).
+    /// Most tool instances one server runs at once, for concurrent clients.
     #[arg(short = 'j', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub instances: u32,
 
-    /// Let concurrent clients share one instance record by record (not yet implemented).
+    /// Let concurrent clients share instances record by record.
     #[arg(long)]
     pub interleave: bool,
 

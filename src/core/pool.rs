@@ -97,6 +97,8 @@ impl Pool {
             None if self.workers.borrow().len() < self.max() => self.start_worker(),
             None => {
                 let (tx, rx) = oneshot::channel();
+                let ahead = self.waiters.borrow().len();
+                tracing::info!(ahead, "all {} instances busy; waiting", self.max());
                 self.waiters.borrow_mut().push_back((req.clone(), tx));
                 return tokio::select! {
                     r = rx => r.unwrap_or_else(|_| Err(stopping())),

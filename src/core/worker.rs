@@ -489,24 +489,20 @@ impl Worker {
             note(r, k);
             return k;
         }
-        loop {
-            let mut progressed = false;
-            for i in 0..ready.len() {
-                if total == budget {
-                    return total;
-                }
-                let r = &ready[(*rr + i) % ready.len()];
-                if r.ready_records() > 0 && r.take_records(1, buf) == 1 {
-                    note(r, 1);
-                    total += 1;
-                    progressed = true;
-                }
-            }
+        let len = ready.len();
+        let mut misses = 0;
+        while total < budget && misses < len {
+            let r = &ready[*rr % len];
             *rr = rr.wrapping_add(1);
-            if !progressed {
-                return total;
+            if r.ready_records() > 0 && r.take_records(1, buf) == 1 {
+                note(r, 1);
+                total += 1;
+                misses = 0;
+            } else {
+                misses += 1;
             }
         }
+        total
     }
 
     /// Serves until the tool ends or times out, or the worker may stop.

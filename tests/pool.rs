@@ -1,0 +1,316 @@
+//! Concurrency (SPEC 5): `-j N` instances with FIFO waiting, and
+//! `--interleave` sharing of instances record by record.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::{World, ok_stdout, wait_until};
+
+/// Answers each line after DELAY seconds; `die` makes it exit 3.
+const SLOW_ECHO: &str = "#!/bin/sh\nwhile IFS= read -r l; do\n  sleep ${DELAY:-0.05}\n  \
+                         if [ \"$l\" = die ]; then exit 3; fi\n  echo \"out $l\"\ndone\n";
+
+/// Numbers the records it answers, so the order of service shows.
+const COUNTER: &str =
+    "#!/bin/sh\nn=0\nwhile IFS= read -r l; do\n  n=$((n+1))\n  sleep 0.2\n  echo \"$n $l\"\ndone\n";
+
+fn input_of(client: usize, records: usize) -> String {
+    (0..records)
+        .map(|r| format!("client {client} record {r}\n"))
+        .collect()
+}
+
+fn expected(input: &str) -> String {
+    input.lines().map(|l| format!("out {l}\n")).collect()
+}
+
+/// Starts `n` concurrent calls of `args`, client i sending `input_of(i, records)`.
+fn concurrent(
+    w: &World,
+    args: &[&str],
+    n: usize,
+    records: usize,
+) -> Vec<(String, std::process::Output)> {
+    let calls: Vec<(String, Child)> = (0..n)
+        .map(|i| {
+            let input = input_of(i, records);
+            (input, w.spawn(args))
+        })
+        .collect();
+    // All of them are fed at once: a call that waits for an instance must
+    // not keep the calls ahead of it from getting their input.
+    let threads: Vec<_> = calls
+        .into_iter()
+        .map(|(input, child)| {
+            std::thread::spawn(move || {
+                let out = common::finish(child, input.as_bytes());
+                (input, out)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+fn tools_started(w: &World) -> usize {
+    w.logs().matches("tool started").count()
+}
+
+#[test]
+fn eight_clients_on_four_instances_get_their_own_answers() {
+    let w = World::new();
+    w.script("echo.sh", SLOW_ECHO);
+    for (input, out) in concurrent(&w, &["run", "-j", "4", "./echo.sh"], 8, 5) {
+        assert_eq!(ok_stdout(&out), expected(&input));
+    }
+    let started = tools_started(&w);
+    assert!((2..=4).contains(&started), "{started} instances started");
+}
+
+#[test]
+fn eight_interleaved_clients_on_one_instance_get_their_own_answers() {
+    let w = World::new();
+    w.script("echo.sh", SLOW_ECHO);
+    let args = ["run", "--interleave", "-j", "1", "./echo.sh"];
+    for (input, out) in concurrent(&w, &args, 8, 5) {
+        assert_eq!(ok_stdout(&out), expected(&input));
+    }
+    assert_eq!(tools_started(&w), 1);
+}
+
+#[test]
+fn eight_interleaved_clients_on_two_instances_get_their_own_answers() {
+    let w = World::new();
+    w.script("echo.sh", SLOW_ECHO);
+    let args = ["run", "--interleave", "-j", "2", "./echo.sh"];
+    for (input, out) in concurrent(&w, &args, 8, 5) {
+        assert_eq!(ok_stdout(&out), expected(&input));
+    }
+    assert!(tools_started(&w) <= 2);
+}
+
+#[test]
+fn fast_tool_streams_many_records_to_concurrent_interleaved_clients() {
+    let w = World::new();
+    let args = ["run", "--interleave", "-j", "2", "sed", "-u", "s/^/out /"];
+    for (input, out) in concurrent(&w, &args, 4, 20_000) {
+        assert!(ok_stdout(&out) == expected(&input));
+    }
+}
+
+#[test]
+fn waiting_clients_are_served_in_arrival_order() {
+    let w = World::new();
+    w.script("count.sh", COUNTER);
+    let args = ["run", "-j", "1", "./count.sh"];
+    ok_stdout(&w.run(&args, b"warm\n"));
+    // The first call holds the instance (its answer proves it); each next
+    // one starts only once the one before is in the server's queue.
+    let mut first = w.spawn(&args);
+    let mut first_in = first.stdin.take().unwrap();
+    writeln!(first_in, "call 0").unwrap();
+    let mut first_out = BufReader::new(first.stdout.take().unwrap());
+    let mut line = String::new();
+    first_out.read_line(&mut line).unwrap();
+    assert_eq!(line, "2 call 0\n");
+    let mut calls = Vec::new();
+    for i in 1..4 {
+        let mut c = w.spawn(&args);
+        writeln!(c.stdin.as_mut().unwrap(), "call {i}").unwrap();
+        calls.push(c);
+        assert!(wait_until(Duration::from_secs(10), || {
+            w.logs().matches("busy; waiting").count() >= i
+        }));
+    }
+    drop(first_in);
+    assert!(first.wait().unwrap().success());
+    let mut served = Vec::new();
+    for (i, c) in calls.into_iter().enumerate() {
+        let out = common::finish(c, b"");
+        let line = ok_stdout(&out);
+        let (n, rest) = line.trim_end().split_once(' ').unwrap();
+        assert_eq!(rest, format!("call {}", i + 1));
+        served.push(n.parse::<u32>().unwrap());
+    }
+    assert_eq!(served, [3, 4, 5], "served in arrival order");
+}
+
+#[test]
+fn client_giving_up_while_waiting_loses_nothing() {
+    let w = World::new();
+    w.script("echo.sh", SLOW_ECHO);
+    let args = ["run", "-j", "1", "./echo.sh"];
+    let mut holder = w.spawn(&args);
+    let mut holder_in = holder.stdin.take().unwrap();
+    writeln!(holder_in, "first").unwrap();
+    let mut holder_out = BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    holder_out.read_line(&mut line).unwrap();
+    assert_eq!(line, "out first\n");
+    let mut waiter = w.spawn(&args);
+    writeln!(waiter.stdin.as_mut().unwrap(), "never").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || w
+        .logs()
+        .contains("busy; waiting")));
+    waiter.kill().unwrap();
+    waiter.wait().unwrap();
+    writeln!(holder_in, "second").unwrap();
+    drop(holder_in);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut holder_out, &mut rest).unwrap();
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(rest, "out second\n");
+    assert_eq!(ok_stdout(&w.run(&args, b"after\n")), "out after\n");
+}
+
+#[test]
+fn idle_extra_instance_retires() {
+    let w = World::new();
+    w.script("echo.sh", SLOW_ECHO);
+    let args = ["run", "-j", "2", "-W", "1", "./echo.sh"];
+    // One call stays open, keeping the server (not its second instance) busy.
+    let mut long = w.spawn(&args);
+    let mut long_in = long.stdin.take().unwrap();
+    writeln!(long_in, "a").unwrap();
+    let mut long_out = BufReader::new(long.stdout.take().unwrap());
+    let mut line = String::new();
+    long_out.read_line(&mut line).unwrap();
+    assert_eq!(line, "out a\n");
+    assert_eq!(ok_stdout(&w.run(&args, b"b\n")), "out b\n");
+    assert_eq!(tools_started(&w), 2);
+    assert!(
+        wait_until(Duration::from_secs(10), || w
+            .logs()
+            .contains("retiring an idle extra instance")),
+        "{}",
+        w.logs()
+    );
+    let server = w.server_pids()[0];
+    let children =
+        std::fs::read_to_string(format!("/proc/{server}/task/{server}/children")).unwrap();
+    assert_eq!(children.split_whitespace().count(), 1, "one instance left");
+    writeln!(long_in, "c").unwrap();
+    line.clear();
+    long_out.read_line(&mut line).unwrap();
+    assert_eq!(line, "out c\n");
+    drop(long_in);
+    assert!(long.wait().unwrap().success());
+}
+
+#[test]
+fn dying_instance_fails_only_its_own_client() {
+    let w = World::new();
+    w.script("echo.sh", SLOW_ECHO);
+    let args = ["run", "-j", "2", "./echo.sh"];
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let input = if i == 2 {
+                "x\ndie\ny\n".to_owned()
+            } else {
+                input_of(i, 3)
+            };
+            let child = w.spawn(&args);
+            std::thread::spawn(move || {
+                let out = common::finish(child, input.as_bytes());
+                (input, out)
+            })
+        })
+        .collect();
+    for (i, t) in calls.into_iter().enumerate() {
+        let (input, out) = t.join().unwrap();
+        if i == 2 {
+            assert_eq!(
+                out.status.code(),
+                Some(3),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "out x\n");
+        } else {
+            assert_eq!(ok_stdout(&out), expected(&input), "client {i}");
+        }
+    }
+    assert_eq!(ok_stdout(&w.run(&args, b"later\n")), "out later\n");
+}
+
+#[test]
+fn short_client_is_not_stuck_behind_a_long_one_when_interleaved() {
+    let w = World::new();
+    w.script("echo.sh", SLOW_ECHO);
+    let args = ["run", "--interleave", "-j", "1", "./echo.sh"];
+    let mut long = w.cmd(&args);
+    long.env("DELAY", "0.02");
+    let mut long = long
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let long_input = input_of(0, 200);
+    let mut long_in = long.stdin.take().unwrap();
+    let feed = long_input.clone();
+    let feeder = std::thread::spawn(move || long_in.write_all(feed.as_bytes()));
+    let mut long_out = BufReader::new(long.stdout.take().unwrap());
+    let mut first = String::new();
+    long_out.read_line(&mut first).unwrap();
+    assert_eq!(first, "out client 0 record 0\n");
+
+    let started = Instant::now();
+    let short = w.run(&args, b"short\n");
+    let short_took = started.elapsed();
+    assert_eq!(ok_stdout(&short), "out short\n");
+
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut long_out, &mut rest).unwrap();
+    feeder.join().unwrap().unwrap();
+    assert!(long.wait().unwrap().success());
+    let long_took = started.elapsed();
+    assert_eq!(first + &rest, expected(&long_input));
+    // 200 records take 4 s; the short one waits a few records, not them all.
+    assert!(
+        short_took * 4 < long_took,
+        "short call took {short_took:?}, the long one {long_took:?}"
+    );
+}
+
+#[test]
+fn prelude_reaches_every_client_in_both_modes() {
+    for mode in [&["-j", "2"][..], &["--interleave", "-j", "2"][..]] {
+        let w = World::new();
+        w.script(
+            "banner.sh",
+            &format!(
+                "#!/bin/sh\necho ready\n{}",
+                &SLOW_ECHO["#!/bin/sh\n".len()..]
+            ),
+        );
+        let mut args = vec!["run", "-P", "1"];
+        args.extend_from_slice(mode);
+        args.push("./banner.sh");
+        for (input, out) in concurrent(&w, &args, 4, 3) {
+            assert_eq!(
+                ok_stdout(&out),
+                format!("ready\n{}", expected(&input)),
+                "{mode:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn hung_tool_in_a_pool_times_out_and_is_replaced() {
+    let w = World::new();
+    w.script("hang.sh", "#!/bin/sh\nwhile IFS= read -r l; do\n  if [ \"$l\" = hang ]; then sleep 888.5; fi\n  echo \"out $l\"\ndone\n");
+    let args = ["run", "-j", "2", "-w", "1", "./hang.sh"];
+    let hung = w.spawn(&args);
+    let fine = w.run(&args, b"fine\n");
+    assert_eq!(ok_stdout(&fine), "out fine\n");
+    let out = common::finish(hung, b"hang\n");
+    assert_eq!(out.status.code(), Some(124));
+    assert_eq!(ok_stdout(&w.run(&args, b"again\n")), "out again\n");
+    assert!(wait_until(Duration::from_secs(5), || {
+        !common::command_running("sleep 888.5")
+    }));
+}
