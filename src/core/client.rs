@@ -4,7 +4,7 @@
 //! This is the warm path of `viasock run`, so it is plain blocking I/O on
 //! two threads: no async runtime, no logging set-up.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -131,6 +131,12 @@ pub fn stream_stdio(stream: UnixStream) -> Result<Ending, Fatal> {
                 let _ = io::stderr().write_all(&frame.payload);
             }
             Kind::Error => message = Some(String::from_utf8_lossy(&frame.payload).into_owned()),
+            Kind::Info => {
+                // Progress is for people watching, not for logs.
+                if io::stderr().is_terminal() {
+                    eprintln!("viasock: {}", String::from_utf8_lossy(&frame.payload));
+                }
+            }
             Kind::Status => {
                 let status = protocol::parse_status(&frame).map_err(|e| {
                     Fatal::new(status::FAILURE, format!("bad answer from the server: {e}"))

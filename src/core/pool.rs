@@ -75,6 +75,29 @@ impl Pool {
         }
     }
 
+    /// What a request about to be assigned will wait for, if anything.
+    pub fn wait_reason(&self) -> Option<String> {
+        if self.cfg.spec.interleave {
+            return None;
+        }
+        let workers = self.workers.borrow();
+        let free = workers
+            .iter()
+            .any(|w| !w.is_reserved() && w.state() != WorkerState::Dead);
+        (!free && workers.len() >= self.max()).then(|| {
+            let ahead = self
+                .waiters
+                .borrow()
+                .iter()
+                .filter(|(r, _)| !r.is_gone())
+                .count();
+            match self.max() {
+                1 => format!("the tool is busy with another call; waiting ({ahead} ahead)"),
+                n => format!("all {n} instances are busy; waiting ({ahead} ahead)"),
+            }
+        })
+    }
+
     /// Hands `req` to a worker, waiting for one if need be. Returns early
     /// if the client goes away while it waits.
     pub async fn assign(self: &Rc<Self>, req: &Rc<Request>) -> Result<(), Failure> {

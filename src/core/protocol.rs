@@ -12,6 +12,7 @@
 //! Data   input bytes (any split)    ->
 //! End                               ->
 //!                                   <-  Output  whole answer records
+//!                                   <-  Info    progress: waiting for an instance
 //!                                   <-  Stderr  the tool's stderr lines
 //!                                   <-  Error   a message for the user
 //!                                   <-  Status  exit status (i32), last frame
@@ -45,6 +46,7 @@ pub enum Kind {
     Error,
     Status,
     Control,
+    Info,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Self::Error => b'X',
             Self::Status => b'Z',
             Self::Control => b'C',
+            Self::Info => b'I',
         }
     }
 
@@ -73,6 +76,7 @@ impl Kind {
             b'X' => Self::Error,
             b'Z' => Self::Status,
             b'C' => Self::Control,
+            b'I' => Self::Info,
             _ => return None,
         })
     }

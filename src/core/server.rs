@@ -309,8 +309,13 @@ async fn serve_client(
     let req = Request::new();
     let input = read_input(&req, rd, &shared.cfg.input);
     let output = async {
-        if let Err(f) = pool.assign(&req).await {
-            req.finish(f.code, Some(f.message));
+        if let Some(why) = pool.wait_reason() {
+            info(wr, &why).await?;
+        }
+        match pool.assign(&req).await {
+            Err(f) => req.finish(f.code, Some(f.message)),
+            Ok(()) if req.tool_starting() => info(wr, "waiting for the tool to start").await?,
+            Ok(()) => {}
         }
         loop {
             let out = req.take_output();
@@ -347,13 +352,23 @@ async fn serve_client(
             }
         }
     };
-    if req.is_gone() {
+    if !req.is_finished() {
+        // However the handler ended, the worker must not wait for a client
+        // that is not there.
+        req.set_gone();
         tracing::info!(records = req.answered(), "client left before the end");
     }
     shared.touch();
     shared.active.fetch_sub(1, Ordering::SeqCst);
     shared.left.notify_one();
     Ok(result?)
+}
+
+/// Tells a waiting client what it waits for.
+async fn info(wr: &mut (impl tokio::io::AsyncWrite + Unpin), text: &str) -> std::io::Result<()> {
+    let mut f = Vec::new();
+    protocol::encode(Kind::Info, text.as_bytes(), &mut f);
+    wr.write_all(&f).await
 }
 
 /// Reads the client's frames, queuing whole records on `req`. After the

@@ -164,6 +164,14 @@ impl Request {
         self.finished.borrow().is_some()
     }
 
+    /// Whether its worker's tool is still starting.
+    pub fn tool_starting(&self) -> bool {
+        self.worker
+            .borrow()
+            .upgrade()
+            .is_some_and(|w| w.state() == WorkerState::Starting)
+    }
+
     /// Waits for output, the end, or the client going away.
     pub async fn changed(&self) {
         self.changed.notified().await;
