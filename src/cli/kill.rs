@@ -1,102 +1,81 @@
-//! `viasock kill`: stop servers of the state directory through their
-//! control request, and wait until they are gone.
+//! `viasock kill`: stop servers through their control request (graceful:
+//! calls in flight finish, at most 10 s), and wait until they are gone.
+//! A server that no longer listens (it is stopping) gets a signal instead,
+//! but only once its pid is pinned and proven to be that server.
 
-use std::path::PathBuf;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
-use crate::cli::{Cli, KillArgs};
-use crate::core::client::{self, Handshake};
-use crate::core::paths::StateDir;
-use crate::core::protocol::Purpose;
-use crate::core::{Fatal, status};
+use crate::cli::{Cli, KillArgs, select};
+use crate::core::state::{self, Found, Health};
+use crate::core::status;
 
 /// Longest wait for a stopped server to exit: its grace period and a bit.
 const EXIT_WAIT: Duration = Duration::from_secs(15);
 
 pub fn kill(cli: &Cli, args: &KillArgs) -> anyhow::Result<i32> {
-    let cwd = std::env::current_dir()?;
-    let dir = StateDir::new(&cli.dir, &cwd);
-    let sockets = list_sockets(&dir);
-    let chosen: Vec<&(String, PathBuf)> = if args.all {
-        sockets.iter().collect()
+    let found = select::discover(cli);
+    let chosen = if args.all || args.stale {
+        found
     } else {
-        let mut chosen = Vec::new();
-        for prefix in &args.ids {
-            let matches: Vec<_> = sockets
-                .iter()
-                .filter(|(id, _)| id.starts_with(prefix.as_str()))
-                .collect();
-            match matches[..] {
-                [one] => chosen.push(one),
-                [] => {
-                    return Err(
-                        Fatal::new(status::FAILURE, format!("no server with id {prefix}")).into(),
-                    );
-                }
-                _ => {
-                    let ids: Vec<_> = matches.iter().map(|(id, _)| &id[..12]).collect();
-                    return Err(Fatal::new(
-                        status::FAILURE,
-                        format!("id {prefix} is ambiguous: {}", ids.join(", ")),
-                    )
-                    .into());
-                }
-            }
-        }
-        chosen
+        select::by_prefixes(&found, &args.ids)?
     };
-    let command = if args.force { "kill --force" } else { "kill" };
     let mut failed = 0;
-    for (id, socket) in chosen {
-        if let Err(e) = stop(socket, command) {
-            eprintln!("viasock: {}: {e}", &id[..12]);
+    for f in &chosen {
+        let result = match f.health {
+            Health::Dead => {
+                state::clean_up(f);
+                Ok(())
+            }
+            _ if args.stale => continue,
+            Health::Remote => Err(anyhow::anyhow!(
+                "runs on host {}; kill it there",
+                f.state.host
+            )),
+            Health::Live => stop(f, args.force),
+        };
+        if let Err(e) = result {
+            eprintln!("viasock: {}: {e:#}", f.state.short_id());
             failed += 1;
         }
     }
     Ok(if failed == 0 { 0 } else { status::FAILURE })
 }
 
-/// Sockets in the state directory, by id.
-fn list_sockets(dir: &StateDir) -> Vec<(String, PathBuf)> {
-    let Ok(read) = std::fs::read_dir(dir.sockets()) else {
-        return Vec::new();
-    };
-    let mut out: Vec<_> = read
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let id = name.strip_suffix(".sock")?.to_owned();
-            Some((id, e.path()))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn stop(socket: &std::path::Path, command: &str) -> anyhow::Result<()> {
-    let Some(mut stream) = client::connect(socket)? else {
-        // Nobody listens: what is left is a dead server's socket.
-        let _ = std::fs::remove_file(socket);
+fn stop(f: &Found, force: bool) -> anyhow::Result<()> {
+    // Pinned before anything is asked, so the wait below cannot be fooled
+    // by a reused pid.
+    let pidfd = pin(f);
+    let command = if force { "kill --force" } else { "kill" };
+    let asked = select::control(f, command).unwrap_or(None).is_some();
+    let Some(pidfd) = pidfd else {
+        // Exited meanwhile; whatever it left is cleaned up.
+        state::clean_up(f);
         return Ok(());
     };
-    let pid = match client::handshake(&mut stream, Purpose::Control)? {
-        Handshake::Welcome(pid) => pid,
-        Handshake::Closed => return Ok(()),
-    };
-    let pidfd = rustix::process::Pid::from_raw(pid as i32)
-        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
-    let ending = client::control(stream, command)?;
-    if ending.status != 0 {
-        anyhow::bail!("{}", ending.message.unwrap_or_else(|| "refused".into()));
+    if !asked {
+        // It no longer listens: it is stopping already. A signal hurries
+        // it (a second SIGTERM forces).
+        let term = rustix::process::Signal::TERM;
+        rustix::process::pidfd_send_signal(&pidfd, term)?;
+        if force {
+            rustix::process::pidfd_send_signal(&pidfd, term)?;
+        }
     }
-    if let Some(fd) = pidfd {
-        wait_exit(&fd, EXIT_WAIT)?;
-    }
-    Ok(())
+    wait_exit(&pidfd, EXIT_WAIT)
+}
+
+/// A pidfd for the server's process, if its pid is still that server.
+fn pin(f: &Found) -> Option<std::os::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(f.state.server_pid as i32)?;
+    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+    // Checked after the pidfd is open: from here the pid cannot be reused.
+    (state::process_start_ticks(f.state.server_pid) == Some(f.state.server_start_ticks))
+        .then_some(fd)
 }
 
 /// Waits until the process behind `pidfd` has exited.
-fn wait_exit(pidfd: &impl std::os::fd::AsFd, limit: Duration) -> anyhow::Result<()> {
+fn wait_exit(pidfd: &impl AsFd, limit: Duration) -> anyhow::Result<()> {
     let ts = rustix::time::Timespec {
         tv_sec: limit.as_secs() as i64,
         tv_nsec: 0,
@@ -105,8 +84,11 @@ fn wait_exit(pidfd: &impl std::os::fd::AsFd, limit: Duration) -> anyhow::Result<
         pidfd,
         rustix::event::PollFlags::IN,
     )];
-    match rustix::event::poll(&mut fds, Some(&ts)) {
-        Ok(0) => anyhow::bail!("still running after {limit:?}"),
-        _ => Ok(()),
+    loop {
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => anyhow::bail!("still running after {limit:?}"),
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => return Ok(()),
+        }
     }
 }

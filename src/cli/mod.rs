@@ -14,8 +14,13 @@ use crate::core::{Fatal, status};
 
 mod client;
 mod kill;
+mod logs;
+mod ls;
+mod restart;
 mod run;
+mod select;
 mod serve;
+mod start;
 
 /// Make slow-starting command-line tools fast to call: the first call
 /// starts a background server running the unchanged tool, every later call
@@ -23,15 +28,11 @@ mod serve;
 #[derive(Debug, Parser)]
 #[command(name = "viasock", version, max_term_width = 100)]
 pub struct Cli {
-    /// State directory for sockets, locks and logs.
-    #[arg(
-        long,
-        global = true,
-        env = "VIASOCK_DIR",
-        value_name = "DIR",
-        default_value = ".viasock"
-    )]
-    pub dir: PathBuf,
+    /// State directory for sockets, locks and logs [default: ./.viasock]. For
+    /// ls, kill, restart and logs: only the servers of this directory (without
+    /// it: every server of the user).
+    #[arg(long, global = true, env = "VIASOCK_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -45,8 +46,16 @@ pub enum Command {
     Serve(ServeArgs),
     /// Stream stdin through the server listening at SOCKET.
     Client(ClientArgs),
-    /// Stop servers in the state directory.
+    /// Start (or find) the server for a command; return once its tool runs.
+    Start(StartArgs),
+    /// List servers.
+    Ls(LsArgs),
+    /// Stop servers.
     Kill(KillArgs),
+    /// Replace a server's tool instances with fresh ones.
+    Restart(RestartArgs),
+    /// Show (and follow) a server's log.
+    Logs(LogsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -80,18 +89,60 @@ pub struct ClientArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub tool: ToolArgs,
+
+    /// Also send this record and wait for its answer (which is discarded).
+    #[arg(long, value_name = "RECORD")]
+    pub probe: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print the state objects as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct KillArgs {
     /// Ids (any unique prefix) of the servers to stop.
-    #[arg(required_unless_present = "all")]
+    #[arg(required_unless_present_any = ["all", "stale"])]
     pub ids: Vec<String>,
 
-    /// Stop every server in the state directory.
+    /// Stop every server.
     #[arg(long, conflicts_with = "ids")]
     pub all: bool,
 
-    /// Do not wait for requests in flight.
+    /// Clean up what dead servers left behind (socket, state, lock).
+    #[arg(long, conflicts_with = "ids")]
+    pub stale: bool,
+
+    /// Do not wait for calls in flight.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Ids (any unique prefix) of the servers to restart.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Id (any unique prefix) of the server.
+    pub id: String,
+
+    /// Keep printing what is appended, across log rotation.
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Lines to show from the end.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+    pub lines: usize,
 }
 
 /// The tool and the options of SPEC 1 that shape its server. Long names are
@@ -183,6 +234,15 @@ impl ToolArgs {
     }
 }
 
+impl Cli {
+    /// The state directory of `run`, `serve` and `start`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".viasock"))
+    }
+}
+
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
@@ -197,7 +257,11 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(&cli, a),
         Command::Serve(a) => serve::serve(&cli, a),
         Command::Client(a) => client::client(a),
+        Command::Start(a) => start::start(&cli, a),
+        Command::Ls(a) => ls::ls(&cli, a),
         Command::Kill(a) => kill::kill(&cli, a),
+        Command::Restart(a) => restart::restart(&cli, a),
+        Command::Logs(a) => logs::logs(&cli, a),
     };
     let code = match result {
         Ok(code) => code,

@@ -18,7 +18,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
             format!("cannot read the working directory: {e}"),
         )
     })?;
-    let dir = StateDir::new(&cli.dir, &cwd);
+    let dir = StateDir::new(&cli.state_dir(), &cwd);
     let skip = std::fs::canonicalize(dir.root()).ok();
     let id = identity::compute(&spec, &cwd, skip.as_deref())
         .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;

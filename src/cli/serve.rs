@@ -2,7 +2,12 @@
 
 use std::io::Write;
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use anyhow::Context;
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
 
 use crate::cli::{Cli, ServeArgs};
 use crate::core::identity;
@@ -13,7 +18,7 @@ use crate::core::{Fatal, status};
 pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     let spec = args.tool.spec()?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let dir = StateDir::new(&cli.dir, &cwd);
+    let dir = StateDir::new(&cli.state_dir(), &cwd);
     dir.ensure()
         .map_err(|e| Fatal::new(status::UNAVAILABLE, e.to_string()))?;
     let skip = std::fs::canonicalize(dir.root()).ok();
@@ -63,16 +68,38 @@ fn tell_ready() {
     }
 }
 
+/// A log file grows to this size before it is rotated...
+const LOG_BYTES: usize = 10 << 20;
+/// ...and this many rotated files (`LOG.1` newest) are kept.
+const LOG_FILES: usize = 3;
+
 /// Server messages and the tool's stderr go, with timestamps, to the log
-/// file if there is one, else to stderr.
+/// file if there is one (rotated by size), else to stderr.
 fn init_logging(log: Option<&std::path::Path>) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_ansi(false)
         .with_target(false);
     match log {
         Some(path) => {
-            let file = open_private_append(path)
-                .with_context(|| format!("cannot open log {}", path.display()))?;
+            // Fail early and clearly if the log cannot be written at all.
+            drop(
+                open_private_append(path)
+                    .with_context(|| format!("cannot open log {}", path.display()))?,
+            );
+            let mut options = std::fs::OpenOptions::new();
+            options
+                .read(true)
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+            let file = FileRotate::new(
+                path,
+                AppendCount::new(LOG_FILES),
+                ContentLimit::BytesSurpassed(LOG_BYTES),
+                Compression::None,
+                Some(options),
+            );
             builder.with_writer(std::sync::Mutex::new(file)).init();
         }
         None => builder.with_writer(std::io::stderr).init(),

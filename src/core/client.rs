@@ -92,10 +92,48 @@ pub fn stream_stdio(stream: UnixStream) -> Result<Ending, Fatal> {
         .try_clone()
         .map_err(|e| Fatal::new(status::FAILURE, format!("cannot use the socket: {e}")))?;
     std::thread::spawn(move || pump_stdin(&mut to_server));
-
-    let mut from_server = BufReader::with_capacity(64 * 1024, stream);
     let mut stdout = io::stdout().lock();
+    let ending = answers(stream, |out| match stdout.write_all(out) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Fatal::new(
+            status::FAILURE,
+            format!("cannot write standard output: {e}"),
+        )),
+    })?;
+    let _ = stdout.flush();
+    Ok(ending.unwrap_or(Ending {
+        status: 141,
+        message: None,
+    }))
+}
+
+/// Sends `input` as one call and returns the server's final word; the
+/// answers are dropped (used by `start`).
+pub fn call(mut stream: UnixStream, input: &[u8]) -> Result<Ending, Fatal> {
+    let mut req = Vec::new();
+    protocol::encode_stream(Kind::Data, input, &mut req);
+    protocol::encode(Kind::End, &[], &mut req);
+    stream
+        .write_all(&req)
+        .map_err(|e| Fatal::new(status::FAILURE, format!("cannot send to the server: {e}")))?;
+    Ok(answers(stream, |_| Ok(true))?.unwrap_or(Ending {
+        status: 0,
+        message: None,
+    }))
+}
+
+/// Reads the server's frames to the end of the call: answers go to
+/// `output` (which returns false to stop: nobody reads any more, and
+/// `Ok(None)` is returned), the tool's stderr to ours.
+fn answers(
+    stream: UnixStream,
+    mut output: impl FnMut(&[u8]) -> Result<bool, Fatal>,
+) -> Result<Option<Ending>, Fatal> {
+    let mut from_server = BufReader::with_capacity(64 * 1024, stream);
     let mut message = None;
+    let bad =
+        |e: ProtocolError| Fatal::new(status::FAILURE, format!("bad answer from the server: {e}"));
     loop {
         let frame = match protocol::read_frame(&mut from_server) {
             Ok(Some(f)) => f,
@@ -105,26 +143,12 @@ pub fn stream_stdio(stream: UnixStream) -> Result<Ending, Fatal> {
                     "the server closed the connection before the call finished",
                 ));
             }
-            Err(e) => {
-                return Err(Fatal::new(
-                    status::FAILURE,
-                    format!("bad answer from the server: {e}"),
-                ));
-            }
+            Err(e) => return Err(bad(e)),
         };
         match frame.kind {
             Kind::Output => {
-                if let Err(e) = stdout.write_all(&frame.payload) {
-                    if e.kind() == io::ErrorKind::BrokenPipe {
-                        return Ok(Ending {
-                            status: 141,
-                            message: None,
-                        });
-                    }
-                    return Err(Fatal::new(
-                        status::FAILURE,
-                        format!("cannot write standard output: {e}"),
-                    ));
+                if !output(&frame.payload)? {
+                    return Ok(None);
                 }
             }
             Kind::Stderr => {
@@ -138,11 +162,8 @@ pub fn stream_stdio(stream: UnixStream) -> Result<Ending, Fatal> {
                 }
             }
             Kind::Status => {
-                let status = protocol::parse_status(&frame).map_err(|e| {
-                    Fatal::new(status::FAILURE, format!("bad answer from the server: {e}"))
-                })?;
-                let _ = stdout.flush();
-                return Ok(Ending { status, message });
+                let status = protocol::parse_status(&frame).map_err(bad)?;
+                return Ok(Some(Ending { status, message }));
             }
             other => {
                 return Err(Fatal::new(

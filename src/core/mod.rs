@@ -10,6 +10,7 @@ pub mod pool;
 pub mod protocol;
 pub mod records;
 pub mod server;
+pub mod state;
 pub mod worker;
 
 /// An error that ends a command with a given exit status (SPEC 6). Its

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::core::config::ToolSpec;
 use crate::core::instance::Failure;
 use crate::core::records::Terminator;
+use crate::core::state::Stats;
 use crate::core::worker::{Request, Worker, WorkerState};
 
 /// What every worker of a pool runs.
@@ -38,6 +39,7 @@ type Grant = oneshot::Sender<Result<(), Failure>>;
 
 pub struct Pool {
     cfg: Rc<PoolConfig>,
+    stats: Rc<Stats>,
     workers: RefCell<Vec<Rc<Worker>>>,
     waiters: RefCell<VecDeque<(Rc<Request>, Grant)>>,
     /// The last failed start, and when it failed.
@@ -47,9 +49,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(cfg: PoolConfig) -> Rc<Self> {
+    pub fn new(cfg: PoolConfig, stats: Rc<Stats>) -> Rc<Self> {
         Rc::new(Self {
             cfg: Rc::new(cfg),
+            stats,
             workers: RefCell::new(Vec::new()),
             waiters: RefCell::new(VecDeque::new()),
             failed: RefCell::new(None),
@@ -60,6 +63,31 @@ impl Pool {
 
     pub fn config(&self) -> &Rc<PoolConfig> {
         &self.cfg
+    }
+
+    pub fn stats(&self) -> &Rc<Stats> {
+        &self.stats
+    }
+
+    /// Requests waiting for an instance.
+    pub fn waiting(&self) -> usize {
+        self.waiters
+            .borrow()
+            .iter()
+            .filter(|(r, _)| !r.is_gone())
+            .count()
+    }
+
+    /// Replaces every instance with a fresh one. Requests in flight finish
+    /// on the old instance, which then stops; new requests go to new ones.
+    pub fn restart(self: &Rc<Self>) {
+        let old = std::mem::take(&mut *self.workers.borrow_mut());
+        for w in &old {
+            w.stop();
+        }
+        tracing::info!(instances = old.len(), "restarting the tool");
+        self.prestart();
+        self.serve_waiters();
     }
 
     fn max(&self) -> usize {
@@ -159,6 +187,10 @@ impl Pool {
     /// A default-mode worker's request is over: the worker goes to the
     /// first waiter still there.
     pub fn release(self: &Rc<Self>, w: &Rc<Worker>) {
+        if w.is_stopping() {
+            // Retired by a restart: waiters go to fresh instances.
+            return self.serve_waiters();
+        }
         loop {
             let next = self.waiters.borrow_mut().pop_front();
             let Some((req, grant)) = next else { return };

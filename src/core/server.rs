@@ -10,9 +10,10 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::SystemTime;
 
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -30,6 +31,8 @@ use crate::core::pool::{Pool, PoolConfig};
 use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
 use crate::core::records::Splitter;
 use crate::core::records::Terminator;
+use crate::core::state::{self, InstanceState, Phase, ServerState, Stats};
+use crate::core::worker::WorkerState;
 use crate::core::worker::{End, Request};
 
 /// Longest time in-flight requests get to finish when the server stops.
@@ -60,6 +63,9 @@ enum Mode {
 
 struct Shared {
     cfg: ServerConfig,
+    started: SystemTime,
+    /// The identity changed: the server drains as `stale`.
+    stale: AtomicBool,
     active: AtomicUsize,
     last_activity: Mutex<Instant>,
     left: Notify,
@@ -126,6 +132,8 @@ pub async fn run(
     let (mode, mut mode_rx) = watch::channel(Mode::Running);
     let shared = Arc::new(Shared {
         cfg,
+        started: SystemTime::now(),
+        stale: AtomicBool::new(false),
         active: AtomicUsize::new(0),
         last_activity: Mutex::new(Instant::now()),
         left: Notify::new(),
@@ -139,13 +147,40 @@ pub async fn run(
     );
     ready();
 
-    let pool = Pool::new(PoolConfig {
-        spec: shared.cfg.spec.clone(),
-        input: shared.cfg.input.clone(),
-        output: shared.cfg.output.clone(),
-    });
+    let pool = Pool::new(
+        PoolConfig {
+            spec: shared.cfg.spec.clone(),
+            input: shared.cfg.input.clone(),
+            output: shared.cfg.output.clone(),
+        },
+        Rc::new(Stats::default()),
+    );
+    let state_path = shared.cfg.socket.with_extension("json");
+    let start_ticks = state::process_start_ticks(std::process::id()).unwrap_or(0);
+    let snap = || snapshot(&shared, &pool, start_ticks);
+    if let Err(e) = state::write_state(&state_path, &snap()) {
+        tracing::warn!("cannot write state file {}: {e}", state_path.display());
+    }
+    let entry = match state::registry()
+        .map_err(anyhow::Error::from)
+        .and_then(|r| state::register(&r, &state_path).map_err(anyhow::Error::from))
+    {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!(
+                "not in the registry (ls from elsewhere will not see this server): {e:#}"
+            );
+            None
+        }
+    };
     // The tool starts loading now, so the first client waits less.
     pool.prestart();
+    tokio::task::spawn_local(write_states(
+        shared.clone(),
+        pool.clone(),
+        state_path.clone(),
+        start_ticks,
+    ));
     tokio::spawn(watch_idle(shared.clone()));
     tokio::spawn(watch_identity(shared.clone()));
     tokio::spawn(watch_signals(shared.clone()));
@@ -199,6 +234,10 @@ pub async fn run(
         instance::signal_all(rustix::process::Signal::KILL);
     }
     remove_lock(&shared.cfg.dir.lock(&shared.cfg.id));
+    let _ = std::fs::remove_file(&state_path);
+    if let Some(e) = entry {
+        let _ = std::fs::remove_file(e);
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -292,7 +331,7 @@ async fn handle(shared: &Shared, pool: &Rc<Pool>, stream: UnixStream) -> Result<
     wr.write_all(&protocol::welcome(std::process::id())).await?;
     match purpose {
         Purpose::Run => serve_client(shared, pool, &mut rd, &mut wr).await,
-        Purpose::Control => control(shared, &mut rd, &mut wr).await,
+        Purpose::Control => control(shared, pool, &mut rd, &mut wr).await,
     }
 }
 
@@ -306,8 +345,12 @@ async fn serve_client(
 ) -> Result<(), ProtocolError> {
     shared.active.fetch_add(1, Ordering::SeqCst);
     shared.touch();
+    let stats = pool.stats();
+    Stats::add(&stats.requests_total, 1);
+    stats.last_request_at.set(Some(SystemTime::now()));
+    stats.changed();
     let req = Request::new();
-    let input = read_input(&req, rd, &shared.cfg.input);
+    let input = read_input(&req, rd, &shared.cfg.input, stats);
     let output = async {
         if let Some(why) = pool.wait_reason() {
             info(wr, &why).await?;
@@ -330,6 +373,9 @@ async fn serve_client(
                 return Ok(());
             }
             if let Some((status, message)) = req.finished() {
+                if status != 0 {
+                    Stats::add(&stats.errors_total, 1);
+                }
                 let mut f = Vec::new();
                 if let Some(m) = message {
                     let text = format!("{m}{}", shared.log_hint());
@@ -361,6 +407,7 @@ async fn serve_client(
     shared.touch();
     shared.active.fetch_sub(1, Ordering::SeqCst);
     shared.left.notify_one();
+    stats.changed();
     Ok(result?)
 }
 
@@ -378,6 +425,7 @@ async fn read_input(
     req: &Request,
     rd: &mut (impl tokio::io::AsyncRead + Unpin),
     term: &Terminator,
+    stats: &Stats,
 ) {
     let mut split = Splitter::new(term.clone());
     loop {
@@ -387,6 +435,7 @@ async fn read_input(
         };
         let end = match frame.kind {
             Kind::Data => {
+                Stats::add(&stats.bytes_in, frame.payload.len() as u64);
                 split.push(&frame.payload);
                 None
             }
@@ -416,6 +465,7 @@ async fn read_input(
 
 async fn control(
     shared: &Shared,
+    pool: &Rc<Pool>,
     rd: &mut (impl tokio::io::AsyncRead + Unpin),
     wr: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<(), ProtocolError> {
@@ -427,6 +477,11 @@ async fn control(
     let mode = match command.as_str() {
         "kill" => Some(Mode::Draining),
         "kill --force" => Some(Mode::Forced),
+        "restart" => {
+            pool.restart();
+            protocol::encode_status(0, &mut f);
+            return wr.write_all(&f).await.map_err(Into::into);
+        }
         _ => None,
     };
     match mode {
@@ -493,6 +548,7 @@ async fn watch_identity(shared: Arc<Shared>) {
         .ok()
         .flatten();
         if now != Some(shared.cfg.id) {
+            shared.stale.store(true, Ordering::SeqCst);
             shared.stop(
                 Mode::Draining,
                 "stale: the tool, a file it names or its environment changed",
@@ -521,5 +577,111 @@ async fn watch_signals(shared: Arc<Shared>) {
             _ => Mode::Forced,
         };
         shared.stop(next, "signal");
+    }
+}
+
+/// Writes the state file on every change (at most five times a second) and
+/// at least once a second, which also closes each second of throughput.
+async fn write_states(shared: Arc<Shared>, pool: Rc<Pool>, path: PathBuf, start_ticks: u64) {
+    let stats = pool.stats().clone();
+    let mut mode = shared.mode.subscribe();
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = second.tick() => stats.tick_second(),
+            _ = stats.dirty.notified() => {}
+            _ = mode.changed() => {}
+        }
+        if let Err(e) = state::write_state(&path, &snapshot(&shared, &pool, start_ticks))
+            && !std::mem::replace(&mut warned, true)
+        {
+            tracing::warn!("cannot write state file {}: {e}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The server as the state file shows it.
+fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> ServerState {
+    let cfg = &shared.cfg;
+    let stats = pool.stats();
+    let workers = pool.workers();
+    let active = shared.active.load(Ordering::SeqCst);
+    let now = SystemTime::now();
+    let state = match *shared.mode.borrow() {
+        Mode::Running if active > 0 => Phase::Busy,
+        Mode::Running
+            if !workers.is_empty()
+                && workers.iter().all(|w| w.state() == WorkerState::Starting) =>
+        {
+            Phase::Starting
+        }
+        Mode::Running => Phase::Ready,
+        _ if shared.stale.load(Ordering::SeqCst) => Phase::Stale,
+        _ => Phase::Draining,
+    };
+    let idle_deadline_at = match cfg.spec.server_timeout {
+        Some(idle) if active == 0 && state == Phase::Ready => {
+            let last = *shared
+                .last_activity
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let left = (last + idle).saturating_duration_since(Instant::now());
+            Some(state::rfc3339(now + left))
+        }
+        _ => None,
+    };
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    ServerState {
+        schema: state::SCHEMA,
+        id: cfg.id.hex(),
+        command: std::iter::once(&cfg.spec.program)
+            .chain(&cfg.spec.args)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        cwd: cfg.cwd.clone(),
+        dir: cfg.dir.root().to_owned(),
+        socket: cfg.socket.clone(),
+        log: cfg.log.clone().unwrap_or_default(),
+        host,
+        server_pid: std::process::id(),
+        server_start_ticks: start_ticks,
+        started_at: state::rfc3339(shared.started),
+        heartbeat_at: state::rfc3339(now),
+        state,
+        idle_timeout_s: cfg.spec.server_timeout.map(|d| d.as_secs_f64()),
+        last_request_at: stats.last_request_at.get().map(state::rfc3339),
+        idle_deadline_at,
+        max_instances: cfg.spec.instances,
+        interleave: cfg.spec.interleave,
+        instances: workers
+            .iter()
+            .map(|w| InstanceState {
+                pid: w.pid(),
+                state: match w.state() {
+                    WorkerState::Starting => "starting",
+                    _ if w.load() > 0 => "busy",
+                    _ => "idle",
+                }
+                .to_owned(),
+                started_at: state::rfc3339(w.started_at),
+                requests: w.requests(),
+                records: w.records(),
+            })
+            .collect(),
+        clients_active: active,
+        clients_waiting: pool.waiting(),
+        requests_total: stats.requests_total.get(),
+        records_total: stats.records_total.get(),
+        bytes_in: stats.bytes_in.get(),
+        bytes_out: stats.bytes_out.get(),
+        errors_total: stats.errors_total.get(),
+        latency_ms: stats.latency(),
+        throughput: stats.throughput(),
     }
 }

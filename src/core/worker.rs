@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use crate::core::instance::{Failure, Instance};
 use crate::core::pool::{Pool, PoolConfig};
 use crate::core::protocol::{self, Kind};
+use crate::core::state::Stats;
 
 /// Bytes of input a request may queue before its reader waits.
 const INPUT_QUEUE: usize = 4 << 20;
@@ -262,6 +263,7 @@ pub enum WorkerState {
 /// One tool instance and the requests it serves.
 pub struct Worker {
     pool: Weak<Pool>,
+    stats: Rc<Stats>,
     state: Cell<WorkerState>,
     pid: Cell<u32>,
     pub started_at: std::time::SystemTime,
@@ -283,6 +285,7 @@ impl Worker {
     pub fn spawn(pool: &Rc<Pool>) -> Rc<Self> {
         let w = Rc::new(Self {
             pool: Rc::downgrade(pool),
+            stats: pool.stats().clone(),
             state: Cell::new(WorkerState::Starting),
             pid: Cell::new(0),
             started_at: std::time::SystemTime::now(),
@@ -339,6 +342,11 @@ impl Worker {
         self.requests.set(self.requests.get() + 1);
         self.attached.borrow_mut().push(req);
         self.wake.notify_one();
+        self.stats.changed();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
     }
 
     /// Asks the worker to stop once it has no requests.
@@ -361,6 +369,7 @@ impl Worker {
         *self.prelude.borrow_mut() = inst.prelude.clone();
         self.spoke.set(!inst.prelude.is_empty());
         self.state.set(WorkerState::Ready);
+        self.stats.changed();
         for r in self.attached.borrow().iter() {
             r.emit(Kind::Output, &inst.prelude);
         }
@@ -412,6 +421,7 @@ impl Worker {
     /// The tool is gone: every request it had fails with `f`.
     fn die(self: &Rc<Self>, f: Failure) {
         self.state.set(WorkerState::Dead);
+        self.stats.changed();
         let attached = std::mem::take(&mut *self.attached.borrow_mut());
         for r in attached {
             r.finish(f.code, Some(f.message.clone()));
@@ -440,6 +450,7 @@ impl Worker {
         if finished.is_empty() {
             return;
         }
+        self.stats.changed();
         for r in &finished {
             match r.end.get() {
                 _ if r.is_gone() => {}
@@ -469,7 +480,7 @@ impl Worker {
     fn fill(
         &self,
         buf: &mut Vec<u8>,
-        route: &mut VecDeque<(Rc<Request>, usize)>,
+        route: &mut VecDeque<Routed>,
         rr: &mut usize,
         budget: usize,
     ) -> usize {
@@ -483,11 +494,19 @@ impl Worker {
         if ready.is_empty() || budget == 0 {
             return 0;
         }
+        let now = Instant::now();
+        let first_new = route.len();
         let mut note = |r: &Rc<Request>, k: usize| {
             r.in_flight.set(r.in_flight.get() + k);
+            let len = route.len();
             match route.back_mut() {
-                Some((last, n)) if Rc::ptr_eq(last, r) => *n += k,
-                _ => route.push_back((r.clone(), k)),
+                // Runs of one request written together share an entry.
+                Some(last) if len > first_new && Rc::ptr_eq(&last.req, r) => last.count += k,
+                _ => route.push_back(Routed {
+                    req: r.clone(),
+                    count: k,
+                    written: now,
+                }),
             }
         };
         let mut total = 0;
@@ -515,7 +534,7 @@ impl Worker {
 
     /// Serves until the tool ends or times out, or the worker may stop.
     async fn serve(self: &Rc<Self>, inst: &mut Instance, cfg: &PoolConfig) -> Exit {
-        let mut route: VecDeque<(Rc<Request>, usize)> = VecDeque::new();
+        let mut route: VecDeque<Routed> = VecDeque::new();
         let mut in_flight = 0usize;
         let mut wbuf: Vec<u8> = Vec::new();
         let mut wpos = 0usize;
@@ -591,7 +610,7 @@ impl Worker {
                 }
             }
 
-            let gone_only = route.iter().all(|(r, _)| r.is_gone());
+            let gone_only = route.iter().all(|e| e.req.is_gone());
             let limit = match cfg.spec.process_timeout {
                 Some(t) => Some(t),
                 None if gone_only => Some(ORPHAN_ANSWER_WAIT),
@@ -614,7 +633,7 @@ impl Worker {
                     out.push(&rbuf[..n]);
                     let mut given = 0usize;
                     while out.complete() > 0 {
-                        let Some((req, count)) = route.front_mut() else {
+                        let Some(Routed { req, count, written }) = route.front_mut() else {
                             let extra = out.discard(usize::MAX);
                             tracing::warn!(pid, records = extra, "tool wrote answers nobody asked for; dropped");
                             unsolicited = true;
@@ -626,6 +645,8 @@ impl Worker {
                         req.emit(Kind::Output, &answers);
                         req.in_flight.set(req.in_flight.get() - k);
                         req.answered.set(req.answered.get() + k as u64);
+                        self.stats.answered(k as u64, written.elapsed());
+                        Stats::add(&self.stats.bytes_out, answers.len() as u64);
                         *count -= k;
                         given += k;
                         if *count == 0 {
@@ -652,7 +673,7 @@ impl Worker {
                     }
                 },
                 Some(line) = stderr.recv() => {
-                    let to = route.front().map(|(r, _)| r.clone()).or_else(|| {
+                    let to = route.front().map(|e| e.req.clone()).or_else(|| {
                         let a = self.attached.borrow();
                         (a.len() == 1).then(|| a[0].clone())
                     });
@@ -680,6 +701,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// Records written to the tool and not yet answered: `count` of `req`'s,
+/// written at `written`.
+struct Routed {
+    req: Rc<Request>,
+    count: usize,
+    written: Instant,
 }
 
 /// Why a worker's serving ended.

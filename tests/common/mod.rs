@@ -112,6 +112,9 @@ impl World {
     /// Socket files in the state directory.
     pub fn sockets(&self) -> Vec<PathBuf> {
         files_in(&self.state.join("sockets"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+            .collect()
     }
 
     /// All server logs concatenated.

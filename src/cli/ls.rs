@@ -1,0 +1,103 @@
+//! `viasock ls`: the user's servers, as a table or as JSON.
+
+use std::time::SystemTime;
+
+use crate::cli::{Cli, LsArgs, select};
+use crate::core::state::{self, Found, Health, Phase};
+
+pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
+    let found = select::discover(cli);
+    if args.json {
+        let states: Vec<_> = found.iter().map(shown_state).collect();
+        println!("{}", serde_json::to_string_pretty(&states)?);
+        return Ok(0);
+    }
+    print!("{}", table(&found, SystemTime::now()));
+    Ok(0)
+}
+
+/// The state as `ls` reports it: a dead server's says `dead`.
+fn shown_state(f: &Found) -> state::ServerState {
+    let mut s = f.state.clone();
+    if f.health == Health::Dead {
+        s.state = Phase::Dead;
+    }
+    s
+}
+
+/// The aligned table, columns as SPEC 7 lists them.
+pub fn table(found: &[Found], now: SystemTime) -> String {
+    let mut rows = vec![
+        [
+            "ID", "STATE", "PID", "INST", "CLIENTS", "REQS", "IDLE", "UPTIME", "COMMAND",
+        ]
+        .map(String::from),
+    ];
+    for f in found {
+        let s = shown_state(f);
+        let busy = s.instances.iter().filter(|i| i.state == "busy").count();
+        let clients = match s.clients_waiting {
+            0 => s.clients_active.to_string(),
+            w => format!("{}+{w}", s.clients_active),
+        };
+        let idle = match (&s.idle_deadline_at, f.health) {
+            (Some(t), Health::Live) => state::parse_time(t)
+                .map(|t| t.duration_since(now).unwrap_or_default())
+                .map_or("-".into(), |d| format!("{}s", d.as_secs())),
+            _ => "-".into(),
+        };
+        let uptime = match f.health {
+            Health::Dead => "-".into(),
+            _ => state::parse_time(&s.started_at)
+                .and_then(|t| now.duration_since(t).ok())
+                .map_or("-".into(), |d| duration(d.as_secs())),
+        };
+        let phase = serde_json::to_value(s.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let phase = if f.health == Health::Remote {
+            format!("{phase}@{}", s.host)
+        } else {
+            phase
+        };
+        rows.push([
+            s.short_id().to_owned(),
+            phase,
+            s.server_pid.to_string(),
+            format!("{busy}/{}", s.instances.len()),
+            clients,
+            s.requests_total.to_string(),
+            idle,
+            uptime,
+            s.command.join(" "),
+        ]);
+    }
+    let widths: Vec<usize> = (0..9)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c == 8 {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `3h07m`, `4m12s`, `9s`.
+pub fn duration(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}

@@ -1,0 +1,67 @@
+//! Finding servers for `ls`, `kill`, `restart` and `logs`: every server of
+//! the user through the registry, or those of one state directory with
+//! `--dir`; an id is any unique prefix.
+
+use crate::cli::Cli;
+use crate::core::client::{self, Handshake};
+use crate::core::protocol::Purpose;
+use crate::core::state::{self, Found};
+use crate::core::{Fatal, status};
+
+/// The servers in scope.
+pub fn discover(cli: &Cli) -> Vec<Found> {
+    let narrow = cli.dir.as_ref().map(|d| {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let dir = cwd.join(d);
+        std::fs::canonicalize(&dir).unwrap_or(dir)
+    });
+    state::discover(narrow.as_deref())
+}
+
+/// The servers named by `ids` (unique prefixes of their ids).
+pub fn by_prefixes(found: &[Found], ids: &[String]) -> Result<Vec<Found>, Fatal> {
+    let mut chosen = Vec::new();
+    for prefix in ids {
+        let matches: Vec<&Found> = found
+            .iter()
+            .filter(|f| !prefix.is_empty() && f.state.id.starts_with(prefix.as_str()))
+            .collect();
+        match matches[..] {
+            [one] => chosen.push(one.clone()),
+            [] => {
+                return Err(Fatal::new(
+                    status::FAILURE,
+                    format!("no server with id {prefix} (viasock ls lists them)"),
+                ));
+            }
+            _ => {
+                let list: Vec<String> = matches
+                    .iter()
+                    .map(|f| format!("{} ({})", f.state.short_id(), f.state.command.join(" ")))
+                    .collect();
+                return Err(Fatal::new(
+                    status::FAILURE,
+                    format!("id {prefix} is ambiguous: {}", list.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// Sends a control command to a live server. `Ok(Some(pid))` once it was
+/// accepted; `Ok(None)` if the server no longer listens (it is stopping).
+pub fn control(f: &Found, command: &str) -> anyhow::Result<Option<u32>> {
+    let Some(mut stream) = client::connect(&f.state.socket)? else {
+        return Ok(None);
+    };
+    let pid = match client::handshake(&mut stream, Purpose::Control)? {
+        Handshake::Welcome(pid) => pid,
+        Handshake::Closed => return Ok(None),
+    };
+    let ending = client::control(stream, command)?;
+    if ending.status != 0 {
+        anyhow::bail!("{}", ending.message.unwrap_or_else(|| "refused".into()));
+    }
+    Ok(Some(pid))
+}

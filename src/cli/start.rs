@@ -1,0 +1,49 @@
+//! `viasock start`: start (or find) the server for a command and return
+//! once its tool runs, its prelude was read (`-P`), or a probe record was
+//! answered (`--probe`), so that scripts can take the cold start early.
+
+use crate::cli::{Cli, StartArgs};
+use crate::core::autostart::{self, Target};
+use crate::core::identity;
+use crate::core::paths::StateDir;
+use crate::core::{Fatal, client, status};
+
+pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
+    let spec = args.tool.spec()?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        Fatal::new(
+            status::FAILURE,
+            format!("cannot read the working directory: {e}"),
+        )
+    })?;
+    let dir = StateDir::new(&cli.state_dir(), &cwd);
+    let skip = std::fs::canonicalize(dir.root()).ok();
+    let id = identity::compute(&spec, &cwd, skip.as_deref())
+        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let log = spec
+        .log
+        .as_ref()
+        .map_or_else(|| dir.log(&id), |l| cwd.join(l));
+    let target = Target {
+        spec: &spec,
+        dir: &dir,
+        id,
+        log: log.clone(),
+    };
+    let conn = autostart::connect_or_start(&target, false)?;
+    // A call with no record returns once the tool runs (and its prelude is
+    // read); with the probe, once that is answered.
+    let input = args
+        .probe
+        .as_ref()
+        .map(|r| format!("{}\n", r.strip_suffix('\n').unwrap_or(r)));
+    let ending =
+        client::call(conn.stream, input.unwrap_or_default().as_bytes()).map_err(|mut f| {
+            f.message.push_str(&format!(" (see log {})", log.display()));
+            f
+        })?;
+    if let Some(m) = ending.message {
+        eprintln!("viasock: {m}");
+    }
+    Ok(ending.status)
+}

@@ -1,0 +1,512 @@
+//! State files and the instance registry (SPEC 7): what a server tells the
+//! world about itself, and how `ls`, `kill`, `restart`, `logs` and `top`
+//! find every server of the user.
+//!
+//! A server writes `<dir>/sockets/<id32>.json` (schema below) by writing a
+//! temporary file and renaming it, on every change (at most five times a
+//! second) and at least once a second as a heartbeat. It also puts a small
+//! pointer file into the per-user registry, `$XDG_RUNTIME_DIR/viasock/`
+//! (else `/tmp/viasock-<uid>/`), holding the path of its state file. Both go
+//! when the server stops; a server killed with SIGKILL leaves them behind,
+//! and is then reported `dead` (its pid is gone or is another program).
+//!
+//! The schema is a public interface, documented in docs/STATE.md; fields
+//! are only ever added, and `schema` changes if one changes meaning.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::core::paths::{PathError, check_dir};
+
+pub const SCHEMA: u32 = 1;
+/// A server on another host whose heartbeat is older than this is dead.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(5);
+/// The window of the latency figures and the throughput history.
+pub const WINDOW_SECS: usize = 60;
+/// Latency histograms each cover this many seconds of the window.
+const SLICE_SECS: u64 = 10;
+
+/// What a server is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// No tool instance has finished starting yet.
+    Starting,
+    /// Waiting for calls.
+    Ready,
+    /// Serving at least one call.
+    Busy,
+    /// Stopping: no new calls, finishing those in flight.
+    Draining,
+    /// Its tool or files changed; draining towards exit.
+    Stale,
+    /// Never written by a server: readers report a server whose process
+    /// is gone so.
+    Dead,
+}
+
+/// One tool instance.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InstanceState {
+    pub pid: u32,
+    /// `starting`, `idle` or `busy`.
+    pub state: String,
+    pub started_at: String,
+    pub requests: u64,
+    pub records: u64,
+}
+
+/// Per-record latency over the last minute, in milliseconds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// The state file, schema 1.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerState {
+    pub schema: u32,
+    /// Full hex id; people see the first 12 digits.
+    pub id: String,
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    pub host: String,
+    pub server_pid: u32,
+    /// The server process's start time (clock ticks since boot, as in
+    /// `/proc/PID/stat`), so that a reused pid is never taken for it.
+    pub server_start_ticks: u64,
+    pub started_at: String,
+    pub heartbeat_at: String,
+    pub state: Phase,
+    /// `null` when the server never idles out.
+    pub idle_timeout_s: Option<f64>,
+    pub last_request_at: Option<String>,
+    /// When the server stops if no call comes; `null` while busy.
+    pub idle_deadline_at: Option<String>,
+    pub max_instances: usize,
+    pub interleave: bool,
+    pub instances: Vec<InstanceState>,
+    pub clients_active: usize,
+    pub clients_waiting: usize,
+    pub requests_total: u64,
+    pub records_total: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub errors_total: u64,
+    pub latency_ms: Latency,
+    /// Records answered per second, one sample a second, oldest first.
+    pub throughput: Vec<f64>,
+}
+
+impl ServerState {
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn parse_time(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s).ok()
+}
+
+/// Counters a server keeps for its state file. Single-threaded: the
+/// server's handlers and workers update it in place.
+pub struct Stats {
+    pub requests_total: Cell<u64>,
+    pub records_total: Cell<u64>,
+    pub bytes_in: Cell<u64>,
+    pub bytes_out: Cell<u64>,
+    pub errors_total: Cell<u64>,
+    pub last_request_at: Cell<Option<SystemTime>>,
+    latency: RefCell<LatencyWindow>,
+    throughput: RefCell<Throughput>,
+    /// Something changed that the state file should show.
+    pub dirty: Notify,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            requests_total: Cell::new(0),
+            records_total: Cell::new(0),
+            bytes_in: Cell::new(0),
+            bytes_out: Cell::new(0),
+            errors_total: Cell::new(0),
+            last_request_at: Cell::new(None),
+            latency: RefCell::new(LatencyWindow::default()),
+            throughput: RefCell::new(Throughput::default()),
+            dirty: Notify::new(),
+        }
+    }
+}
+
+impl Stats {
+    pub fn add(cell: &Cell<u64>, n: u64) {
+        cell.set(cell.get() + n);
+    }
+
+    /// `n` records answered, each after `latency`.
+    pub fn answered(&self, n: u64, latency: Duration) {
+        Self::add(&self.records_total, n);
+        self.latency.borrow_mut().record(n, latency);
+        self.throughput.borrow_mut().current += n;
+    }
+
+    /// Closes the current second of the throughput history.
+    pub fn tick_second(&self) {
+        self.throughput.borrow_mut().tick();
+    }
+
+    pub fn latency(&self) -> Latency {
+        self.latency.borrow_mut().summary()
+    }
+
+    pub fn throughput(&self) -> Vec<f64> {
+        self.throughput
+            .borrow()
+            .samples
+            .iter()
+            .map(|&n| n as f64)
+            .collect()
+    }
+
+    pub fn changed(&self) {
+        self.dirty.notify_one();
+    }
+}
+
+#[derive(Default)]
+struct Throughput {
+    current: u64,
+    samples: VecDeque<u64>,
+}
+
+impl Throughput {
+    fn tick(&mut self) {
+        if self.samples.len() == WINDOW_SECS {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(std::mem::take(&mut self.current));
+    }
+}
+
+/// Latency histograms of the last minute, in slices of ten seconds.
+#[derive(Default)]
+struct LatencyWindow {
+    slices: VecDeque<(u64, Histogram<u64>)>,
+}
+
+impl LatencyWindow {
+    fn slice_now() -> u64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / SLICE_SECS)
+    }
+
+    fn prune(&mut self, now: u64) {
+        let keep = WINDOW_SECS as u64 / SLICE_SECS;
+        while self.slices.front().is_some_and(|(s, _)| s + keep <= now) {
+            self.slices.pop_front();
+        }
+    }
+
+    fn record(&mut self, n: u64, latency: Duration) {
+        let now = Self::slice_now();
+        self.prune(now);
+        if self.slices.back().is_none_or(|(s, _)| *s != now) {
+            // Microseconds up to an hour, two significant digits.
+            match Histogram::new_with_bounds(1, 3_600_000_000, 2) {
+                Ok(h) => self.slices.push_back((now, h)),
+                Err(_) => return,
+            }
+        }
+        if let Some((_, h)) = self.slices.back_mut() {
+            h.saturating_record_n(latency.as_micros().max(1) as u64, n);
+        }
+    }
+
+    fn summary(&mut self) -> Latency {
+        self.prune(Self::slice_now());
+        let mut all: Option<Histogram<u64>> = None;
+        for (_, h) in &self.slices {
+            match &mut all {
+                None => all = Some(h.clone()),
+                Some(a) => {
+                    let _ = a.add(h);
+                }
+            }
+        }
+        let Some(all) = all.filter(|h| !h.is_empty()) else {
+            return Latency::default();
+        };
+        let ms = |us: u64| us as f64 / 1000.0;
+        Latency {
+            p50: ms(all.value_at_quantile(0.50)),
+            p95: ms(all.value_at_quantile(0.95)),
+            p99: ms(all.value_at_quantile(0.99)),
+            max: ms(all.max()),
+        }
+    }
+}
+
+/// Writes `state` to `path` atomically (a private temporary file, renamed).
+pub fn write_state(path: &Path, state: &ServerState) -> io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&tmp)?;
+    let mut text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+    text.push(b'\n');
+    f.write_all(&text)?;
+    drop(f);
+    fs::rename(&tmp, path)
+}
+
+pub fn read_state(path: &Path) -> Option<ServerState> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// The per-user registry directory, created (0700) and checked.
+pub fn registry() -> Result<PathBuf, PathError> {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(run) => PathBuf::from(run).join("viasock"),
+        None => PathBuf::from(format!(
+            "/tmp/viasock-{}",
+            rustix::process::geteuid().as_raw()
+        )),
+    };
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(source) => return Err(PathError::Create { path: dir, source }),
+    }
+    check_dir(&dir)?;
+    Ok(dir)
+}
+
+/// The registry entry of the server whose state file is `state_path`.
+pub fn registry_entry(registry: &Path, state_path: &Path) -> PathBuf {
+    let digest = Sha256::digest(state_path.as_os_str().as_encoded_bytes());
+    let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    registry.join(format!("{name}.ref"))
+}
+
+/// Registers a server: its entry names its state file.
+pub fn register(registry: &Path, state_path: &Path) -> io::Result<PathBuf> {
+    let entry = registry_entry(registry, state_path);
+    let tmp = entry.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&tmp)?;
+    f.write_all(state_path.as_os_str().as_encoded_bytes())?;
+    drop(f);
+    fs::rename(&tmp, &entry)?;
+    Ok(entry)
+}
+
+/// Whether a server is alive, judged from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Live,
+    /// Its process is gone: it left its files behind.
+    Dead,
+    /// It runs on another host (a shared file system): not ours to judge.
+    Remote,
+}
+
+/// A server found through the registry or a state directory.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub state: ServerState,
+    pub state_path: PathBuf,
+    pub health: Health,
+    /// Its registry entry, if it has one.
+    pub entry: Option<PathBuf>,
+}
+
+/// Every server of the user (`narrow` = None), or of one state directory.
+pub fn discover(narrow: Option<&Path>) -> Vec<Found> {
+    let mut found = Vec::new();
+    let registry = registry().ok();
+    match narrow {
+        Some(dir) => {
+            let sockets = dir.join("sockets");
+            for e in fs::read_dir(&sockets).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "json") {
+                    let entry = registry
+                        .as_ref()
+                        .map(|r| registry_entry(r, &p))
+                        .filter(|e| e.exists());
+                    push_found(&mut found, p, entry);
+                }
+            }
+        }
+        None => {
+            let Some(reg) = &registry else { return found };
+            for e in fs::read_dir(reg).into_iter().flatten().flatten() {
+                let entry = e.path();
+                if entry.extension().is_none_or(|x| x != "ref") {
+                    continue;
+                }
+                let Ok(target) = fs::read(&entry) else {
+                    continue;
+                };
+                let path = PathBuf::from(std::ffi::OsStr::from_bytes(&target));
+                if !push_found(&mut found, path, Some(entry.clone())) {
+                    // The server's files are gone: a leftover pointer.
+                    let _ = fs::remove_file(&entry);
+                }
+            }
+        }
+    }
+    found.sort_by(|a, b| a.state.started_at.cmp(&b.state.started_at));
+    found
+}
+
+fn push_found(found: &mut Vec<Found>, path: PathBuf, entry: Option<PathBuf>) -> bool {
+    let Some(state) = read_state(&path) else {
+        return false;
+    };
+    let health = health(&state);
+    found.push(Found {
+        state,
+        state_path: path,
+        health,
+        entry,
+    });
+    true
+}
+
+/// A server on this host is alive while its pid is still the process that
+/// started at the recorded time: a pid that is gone, or reused by another
+/// program, is a dead server's. A server on another host (sharing the file
+/// system) is judged by its heartbeat alone.
+fn health(s: &ServerState) -> Health {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    if s.host == host {
+        return if process_start_ticks(s.server_pid) == Some(s.server_start_ticks) {
+            Health::Live
+        } else {
+            Health::Dead
+        };
+    }
+    let age = parse_time(&s.heartbeat_at)
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or(Duration::MAX);
+    if age > HEARTBEAT_STALE {
+        Health::Dead
+    } else {
+        Health::Remote
+    }
+}
+
+/// A process's start time in clock ticks since boot (`/proc/PID/stat`,
+/// field 22), or `None` if there is no such process.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields count from
+    // the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// Removes what a dead server left behind: socket, state file, lock and
+/// registry entry. The log stays.
+pub fn clean_up(f: &Found) {
+    let _ = fs::remove_file(&f.state.socket);
+    let _ = fs::remove_file(&f.state_path);
+    let stem = f
+        .state_path
+        .file_stem()
+        .map(|s| s.to_owned())
+        .unwrap_or_default();
+    let mut lock = f.state.dir.join("locks").join(stem);
+    lock.set_extension("lock");
+    let _ = fs::remove_file(lock);
+    if let Some(e) = &f.entry {
+        let _ = fs::remove_file(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_ticks_are_readable() {
+        assert!(process_start_ticks(std::process::id()).is_some());
+        assert!(process_start_ticks(u32::MAX - 1).is_none());
+    }
+
+    #[test]
+    fn latency_summary_reflects_records() {
+        let mut w = LatencyWindow::default();
+        assert_eq!(w.summary().max, 0.0);
+        w.record(99, Duration::from_millis(2));
+        w.record(1, Duration::from_millis(40));
+        let l = w.summary();
+        assert!((1.9..=2.1).contains(&l.p50), "{l:?}");
+        assert!((39.0..=41.0).contains(&l.max), "{l:?}");
+    }
+
+    #[test]
+    fn throughput_keeps_a_minute() {
+        let mut t = Throughput::default();
+        for i in 0..70 {
+            t.current = i;
+            t.tick();
+        }
+        assert_eq!(t.samples.len(), WINDOW_SECS);
+        assert_eq!(t.samples.back(), Some(&69));
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let now = SystemTime::now();
+        let back = parse_time(&rfc3339(now)).unwrap();
+        let diff = now.duration_since(back).unwrap_or_default();
+        assert!(diff < Duration::from_millis(2));
+    }
+}

@@ -1,0 +1,329 @@
+//! State files, the registry, and `ls`, `kill`, `restart`, `logs`,
+//! `start` (SPEC 1, 7).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{World, ok_stdout, process_alive, wait_until};
+use serde_json::Value;
+
+fn ls_json(w: &World) -> Vec<Value> {
+    let out = w.run(&["ls", "--json"], b"");
+    serde_json::from_str(&ok_stdout(&out)).expect("ls --json is JSON")
+}
+
+fn state_files(w: &World) -> Vec<Value> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(w.state.join("sockets"))
+        .unwrap()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "json") {
+            v.push(serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap());
+        }
+    }
+    v
+}
+
+/// Waits until the one state file satisfies `cond`; returns it.
+fn state_where(w: &World, cond: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let ok = wait_until(Duration::from_secs(10), || {
+        let files = state_files(w);
+        match files.as_slice() {
+            [one] => {
+                last = one.clone();
+                cond(one)
+            }
+            _ => false,
+        }
+    });
+    assert!(ok, "state never matched; last: {last:#}");
+    last
+}
+
+#[test]
+fn state_file_follows_the_requests() {
+    let w = World::new();
+    w.script(
+        "slow.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do sleep 0.01; echo \"$l\"; done\n",
+    );
+    ok_stdout(&w.run(&["run", "-W", "30", "./slow.sh"], b"a\nb\nc\n"));
+    let s = state_where(&w, |s| s["requests_total"] == 1);
+    assert_eq!(s["schema"], 1);
+    assert_eq!(s["records_total"], 3);
+    assert_eq!(s["bytes_in"], 6);
+    assert_eq!(s["bytes_out"], 6);
+    assert_eq!(s["state"], "ready");
+    assert_eq!(s["command"], serde_json::json!(["./slow.sh"]));
+    assert_eq!(s["idle_timeout_s"], 30.0);
+    assert!(s["latency_ms"]["p50"].as_f64().unwrap() >= 5.0, "{s:#}");
+    assert!(s["latency_ms"]["max"].as_f64().unwrap() >= s["latency_ms"]["p50"].as_f64().unwrap());
+    assert!(s["idle_deadline_at"].is_string());
+    assert_eq!(s["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(s["instances"][0]["records"], 3);
+    let first_deadline = s["idle_deadline_at"].clone();
+    let first_heartbeat = s["heartbeat_at"].clone();
+
+    ok_stdout(&w.run(&["run", "-W", "30", "./slow.sh"], b"d\n"));
+    let s = state_where(&w, |s| s["requests_total"] == 2);
+    assert_eq!(s["records_total"], 4);
+    assert_ne!(
+        s["idle_deadline_at"], first_deadline,
+        "the idle deadline moves on"
+    );
+    // Each second closes a throughput sample; all four records show up.
+    let sum = |s: &Value| -> f64 {
+        s["throughput"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum()
+    };
+    let s = state_where(&w, |s| {
+        s["heartbeat_at"] != first_heartbeat && sum(s) == 4.0
+    });
+    assert!(s["throughput"].as_array().unwrap().len() <= 60);
+}
+
+#[test]
+fn ls_from_another_directory_sees_the_server() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = w
+        .cmd(&["ls"])
+        .env_remove("VIASOCK_DIR")
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    let table = ok_stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("COMMAND"),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[1].contains("ready") && lines[1].ends_with("cat"),
+        "{table}"
+    );
+    let id = state_files(&w)[0]["id"].as_str().unwrap().to_owned();
+    assert!(lines[1].starts_with(&id[..12]));
+    // As JSON, from anywhere too.
+    let json = w
+        .cmd(&["ls", "--json"])
+        .env_remove("VIASOCK_DIR")
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    let v: Vec<Value> = serde_json::from_str(&ok_stdout(&json)).unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["id"], id.as_str());
+}
+
+#[test]
+fn kill_by_prefix_all_and_ambiguous() {
+    let w = World::new();
+    // Seventeen servers: two of them must share a first hex digit.
+    for i in 0..17 {
+        ok_stdout(&w.run(&["run", "sed", "-u", &format!("s/^/{i}/")], b"x\n"));
+    }
+    let states = ls_json(&w);
+    assert_eq!(states.len(), 17);
+    let ids: Vec<String> = states
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    let digit = (0..16)
+        .map(|d| format!("{d:x}"))
+        .find(|d| ids.iter().filter(|id| id.starts_with(d.as_str())).count() >= 2)
+        .unwrap();
+    let out = w.run(&["kill", &digit], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("viasock: id {digit} is ambiguous: ")),
+        "{err}"
+    );
+    assert!(err.contains("sed -u"), "candidates are listed: {err}");
+    assert_eq!(ls_json(&w).len(), 17, "nothing was killed");
+
+    let victim = &ids[0];
+    let pid = states[0]["server_pid"].as_u64().unwrap() as u32;
+    let out = w.run(&["kill", &victim[..8]], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!process_alive(pid), "kill waits until the server is gone");
+    assert_eq!(ls_json(&w).len(), 16);
+
+    let out = w.run(&["kill", "--all"], b"");
+    assert!(out.status.success());
+    assert!(ls_json(&w).is_empty());
+    assert!(w.server_pids().is_empty());
+}
+
+#[test]
+fn kill_stale_cleans_up_after_a_killed_server() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    let s = state_files(&w).remove(0);
+    let pid = s["server_pid"].as_u64().unwrap() as u32;
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !process_alive(pid)));
+    let listed = ls_json(&w);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["state"], "dead");
+    let table = ok_stdout(&w.run(&["ls"], b""));
+    assert!(table.lines().nth(1).unwrap().contains("dead"), "{table}");
+    let out = w.run(&["kill", "--stale"], b"");
+    assert!(out.status.success());
+    assert!(ls_json(&w).is_empty());
+    assert!(
+        w.sockets().is_empty(),
+        "socket and state file are gone: {:?}",
+        w.sockets()
+    );
+    assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"y\n")), "y\n");
+}
+
+#[test]
+fn restart_replaces_the_tool_but_not_the_server_while_a_client_streams() {
+    let w = World::new();
+    w.script(
+        "pid.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"$$ $l\"; done\n",
+    );
+    let mut streaming = w.spawn(&["run", "./pid.sh"]);
+    let mut input = streaming.stdin.take().unwrap();
+    let mut output = BufReader::new(streaming.stdout.take().unwrap());
+    writeln!(input, "one").unwrap();
+    let mut line = String::new();
+    output.read_line(&mut line).unwrap();
+    let old_tool = line.split_whitespace().next().unwrap().to_owned();
+    let s = state_where(&w, |s| {
+        s["instances"][0]["pid"].as_u64().is_some_and(|p| p > 0)
+    });
+    let server = s["server_pid"].clone();
+    assert_eq!(s["instances"][0]["pid"].to_string(), old_tool);
+
+    let out = w.run(&["restart", &s["id"].as_str().unwrap()[..10]], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The streaming call goes on, on its old tool, and ends well.
+    writeln!(input, "two").unwrap();
+    drop(input);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut output, &mut rest).unwrap();
+    assert_eq!(rest, format!("{old_tool} two\n"));
+    assert!(streaming.wait().unwrap().success());
+
+    let next = ok_stdout(&w.run(&["run", "./pid.sh"], b"three\n"));
+    let new_tool = next.split_whitespace().next().unwrap();
+    assert_ne!(new_tool, old_tool, "a fresh tool");
+    let s = state_where(&w, |s| {
+        s["instances"].as_array().is_some_and(|i| i.len() == 1) && s["requests_total"] == 2
+    });
+    assert_eq!(s["server_pid"], server, "the same server");
+    assert_eq!(s["instances"][0]["pid"].to_string(), new_tool);
+}
+
+#[test]
+fn logs_show_the_tool_stderr() {
+    let w = World::new();
+    w.script(
+        "chatty.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"noted $l\" >&2; echo \"$l\"; done\n",
+    );
+    ok_stdout(&w.run(&["run", "./chatty.sh"], b"hello\n"));
+    let id = state_files(&w)[0]["id"].as_str().unwrap().to_owned();
+    assert!(wait_until(Duration::from_secs(5), || {
+        ok_stdout(&w.run(&["logs", &id[..6]], b"")).contains("stderr: noted hello")
+    }));
+    let one = ok_stdout(&w.run(&["logs", "-n", "1", &id[..6]], b""));
+    assert_eq!(one.lines().count(), 1, "{one}");
+}
+
+#[test]
+fn logs_follow_shows_new_lines() {
+    let w = World::new();
+    w.script(
+        "chatty.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"noted $l\" >&2; echo \"$l\"; done\n",
+    );
+    ok_stdout(&w.run(&["run", "./chatty.sh"], b"first\n"));
+    let id = state_files(&w)[0]["id"].as_str().unwrap().to_owned();
+    let mut follow = w
+        .cmd(&["logs", "-f", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok_stdout(&w.run(&["run", "./chatty.sh"], b"second\n"));
+    let mut lines = BufReader::new(follow.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("noted second") {
+        let mut line = String::new();
+        assert!(lines.read_line(&mut line).unwrap() > 0);
+        seen.push_str(&line);
+    }
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+}
+
+#[test]
+fn start_returns_once_the_prelude_is_read() {
+    let w = World::new();
+    w.script(
+        "banner.sh",
+        "#!/bin/sh\nsleep 0.3\necho ready\nexec sed -u 's/^/: /'\n",
+    );
+    let out = w.run(&["start", "-P", "1", "./banner.sh"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    state_where(&w, |s| s["instances"][0]["state"] == "idle");
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "-P", "1", "./banner.sh"], b"x\n")),
+        "ready\n: x\n"
+    );
+    assert_eq!(w.server_pids().len(), 1, "run found the started server");
+}
+
+#[test]
+fn start_with_a_probe_and_start_failures() {
+    let w = World::new();
+    let out = w.run(&["start", "--probe", "hello", "cat"], b"");
+    assert!(out.status.success());
+    let s = state_where(&w, |s| s["records_total"] == 1);
+    assert_eq!(s["requests_total"], 1);
+    let out = w.run(&["start", "no-such-tool-for-viasock"], b"");
+    assert_eq!(out.status.code(), Some(127));
+    w.script("broken.sh", "#!/bin/sh\necho 'no model' >&2\nexit 7\n");
+    let out = w.run(&["start", "-P", "1", "./broken.sh"], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.logs()
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no model"));
+}
