@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use crate::cli::{Cli, LogsArgs, select};
-use crate::core::{Fatal, status};
+use crate::core::{Fatal, logfile, status};
 
 /// How often a followed log is looked at.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -56,33 +56,8 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<i32> {
 
 /// Prints the last `n` lines; returns the offset read up to.
 fn print_tail(file: &mut File, n: usize, out: &mut impl Write) -> io::Result<u64> {
-    let len = file.metadata()?.len();
-    let mut start = len;
-    let mut tail = Vec::new();
-    // Read backwards in blocks until enough lines are in.
-    while start > 0 && tail.iter().filter(|&&b| b == b'\n').count() <= n {
-        let block = start.min(64 * 1024);
-        start -= block;
-        let mut buf = vec![0u8; block as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf)?;
-        buf.extend_from_slice(&tail);
-        tail = buf;
-    }
-    let newlines: Vec<usize> = memchr::memchr_iter(b'\n', &tail).collect();
-    let body_end = if tail.ends_with(b"\n") {
-        newlines.len().saturating_sub(1)
-    } else {
-        newlines.len()
-    };
-    let from = if body_end >= n && n > 0 {
-        newlines[body_end - n] + 1
-    } else if n == 0 {
-        tail.len()
-    } else {
-        0
-    };
-    write_or_quit(out, &tail[from..])?;
+    let (bytes, len) = logfile::tail(file, n)?;
+    write_or_quit(out, &bytes)?;
     Ok(len)
 }
 

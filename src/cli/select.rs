@@ -3,8 +3,6 @@
 //! `--dir`; an id is any unique prefix.
 
 use crate::cli::Cli;
-use crate::core::client::{self, Handshake};
-use crate::core::protocol::Purpose;
 use crate::core::state::{self, Found};
 use crate::core::{Fatal, status};
 
@@ -47,21 +45,4 @@ pub fn by_prefixes(found: &[Found], ids: &[String]) -> Result<Vec<Found>, Fatal>
         }
     }
     Ok(chosen)
-}
-
-/// Sends a control command to a live server. `Ok(Some(pid))` once it was
-/// accepted; `Ok(None)` if the server no longer listens (it is stopping).
-pub fn control(f: &Found, command: &str) -> anyhow::Result<Option<u32>> {
-    let Some(mut stream) = client::connect(&f.state.socket)? else {
-        return Ok(None);
-    };
-    let pid = match client::handshake(&mut stream, Purpose::Control)? {
-        Handshake::Welcome(pid) => pid,
-        Handshake::Closed => return Ok(None),
-    };
-    let ending = client::control(stream, command)?;
-    if ending.status != 0 {
-        anyhow::bail!("{}", ending.message.unwrap_or_else(|| "refused".into()));
-    }
-    Ok(Some(pid))
 }

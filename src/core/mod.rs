@@ -3,10 +3,13 @@
 pub mod autostart;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod identity;
 pub mod instance;
+pub mod logfile;
 pub mod paths;
 pub mod pool;
+pub mod procinfo;
 pub mod protocol;
 pub mod records;
 pub mod server;

@@ -156,7 +156,7 @@ pub async fn run(
         Rc::new(Stats::default()),
     );
     let state_path = shared.cfg.socket.with_extension("json");
-    let start_ticks = state::process_start_ticks(std::process::id()).unwrap_or(0);
+    let start_ticks = crate::core::procinfo::start_ticks(std::process::id()).unwrap_or(0);
     let snap = || snapshot(&shared, &pool, start_ticks);
     if let Err(e) = state::write_state(&state_path, &snap()) {
         tracing::warn!("cannot write state file {}: {e}", state_path.display());

@@ -421,7 +421,7 @@ fn health(s: &ServerState) -> Health {
         .to_string_lossy()
         .into_owned();
     if s.host == host {
-        return if process_start_ticks(s.server_pid) == Some(s.server_start_ticks) {
+        return if crate::core::procinfo::start_ticks(s.server_pid) == Some(s.server_start_ticks) {
             Health::Live
         } else {
             Health::Dead
@@ -435,21 +435,6 @@ fn health(s: &ServerState) -> Health {
     } else {
         Health::Remote
     }
-}
-
-/// A process's start time in clock ticks since boot (`/proc/PID/stat`,
-/// field 22), or `None` if there is no such process.
-pub fn process_start_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields count from
-    // the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
 }
 
 /// Removes what a dead server left behind: socket, state file, lock and
@@ -473,12 +458,6 @@ pub fn clean_up(f: &Found) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_start_ticks_are_readable() {
-        assert!(process_start_ticks(std::process::id()).is_some());
-        assert!(process_start_ticks(u32::MAX - 1).is_none());
-    }
 
     #[test]
     fn latency_summary_reflects_records() {
