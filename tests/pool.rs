@@ -314,3 +314,129 @@ fn hung_tool_in_a_pool_times_out_and_is_replaced() {
         !common::command_running("sleep 888.5")
     }));
 }
+
+#[test]
+fn crash_on_a_first_record_fails_only_that_call() {
+    let w = World::new();
+    w.script(
+        "die.sh",
+        "#!/bin/sh\nsleep 0.5\nwhile IFS= read -r l; do\n  if [ \"$l\" = die ]; then exit 3; fi\n  echo \"out $l\"\ndone\n",
+    );
+    let args = ["run", "-j", "1", "./die.sh"];
+    let dying = w.spawn(&args);
+    let dying = std::thread::spawn(move || common::finish(dying, b"die\n"));
+    assert!(wait_until(Duration::from_secs(10), || w
+        .logs()
+        .contains("tool started")));
+    let waiting = w.spawn(&args);
+    assert!(wait_until(Duration::from_secs(10), || w
+        .logs()
+        .contains("busy; waiting")));
+    let out = common::finish(waiting, b"hello\n");
+    assert_eq!(ok_stdout(&out), "out hello\n");
+    assert_eq!(dying.join().unwrap().status.code(), Some(3));
+}
+
+#[test]
+fn instance_whose_tool_is_going_away_is_not_handed_out() {
+    let w = World::new();
+    // Answers one record, then closes its output and takes a while to exit.
+    w.script(
+        "quit.sh",
+        "#!/bin/sh\nIFS= read -r l\necho \"out $l\"\nexec >&-\nsleep 1.5\nexit 5\n",
+    );
+    assert_eq!(ok_stdout(&w.run(&["run", "./quit.sh"], b"a\n")), "out a\n");
+    assert!(wait_until(Duration::from_secs(5), || w
+        .logs()
+        .contains("exited")
+        || w.logs().contains("closed its output")
+        || w.logs().contains("tool started: ./quit.sh")
+            && w.logs().matches("tool started").count() >= 2));
+    let out = w.run(&["run", "./quit.sh"], b"b\n");
+    assert_eq!(
+        ok_stdout(&out),
+        "out b\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn waiting_client_killed_with_a_full_queue_costs_nothing() {
+    let w = World::new();
+    w.script(
+        "slow.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do\n  if [ \"$l\" = long ]; then sleep 1; else sleep 0.01; fi\n  echo \"out $l\"\ndone\n",
+    );
+    let args = ["run", "-j", "1", "./slow.sh"];
+    ok_stdout(&w.run(&args, b"warm\n"));
+    let holder = w.spawn(&args);
+    let holder = std::thread::spawn(move || common::finish(holder, b"long\n"));
+    assert!(wait_until(Duration::from_secs(10), || w
+        .logs()
+        .matches("tool started")
+        .count()
+        == 1
+        && ls_busy(&w)));
+    let mut flood = w.spawn(&args);
+    let mut stdin = flood.stdin.take().unwrap();
+    let line = format!("{}\n", "x".repeat(99));
+    let feeder = std::thread::spawn(move || {
+        for _ in 0..60_000 {
+            if stdin.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(wait_until(Duration::from_secs(10), || w
+        .logs()
+        .contains("busy; waiting")));
+    flood.kill().unwrap();
+    flood.wait().unwrap();
+    feeder.join().unwrap();
+    assert!(holder.join().unwrap().status.success());
+    let started = Instant::now();
+    assert_eq!(ok_stdout(&w.run(&args, b"next\n")), "out next\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Whether the server's state file says a call is being served.
+fn ls_busy(w: &World) -> bool {
+    let out = w.run(&["ls", "--json"], b"");
+    String::from_utf8_lossy(&out.stdout).contains("\"busy\"")
+}
+
+#[test]
+fn forced_kill_starts_no_new_tool_and_tells_waiting_clients() {
+    let w = World::new();
+    w.script(
+        "slow.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do sleep 5; echo \"out $l\"; done\n",
+    );
+    let args = ["run", "-j", "1", "./slow.sh"];
+    let busy = w.spawn(&args);
+    let busy = std::thread::spawn(move || common::finish(busy, b"a\n"));
+    assert!(wait_until(Duration::from_secs(10), || ls_busy(&w)));
+    let waiting = w.spawn(&args);
+    let waiting = std::thread::spawn(move || common::finish(waiting, b"b\n"));
+    assert!(wait_until(Duration::from_secs(10), || w
+        .logs()
+        .contains("busy; waiting")));
+    assert!(w.run(&["kill", "--all", "--force"], b"").status.success());
+    let out = waiting.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shutting down"));
+    assert!(!busy.join().unwrap().status.success());
+    let logs = w.logs();
+    let stop = logs.find("stopping").unwrap();
+    assert!(!logs[stop..].contains("tool started"), "{logs}");
+}

@@ -14,7 +14,10 @@ pub fn kill(cli: &Cli, args: &KillArgs) -> anyhow::Result<i32> {
         select::by_prefixes(&found, &args.ids)?
     };
     let mut failed = 0;
-    for f in chosen.iter().filter(|f| !args.stale || f.health == Health::Dead) {
+    for f in chosen
+        .iter()
+        .filter(|f| !args.stale || f.health == Health::Dead)
+    {
         if let Err(e) = control::stop(f, args.force) {
             eprintln!("viasock: {}: {e:#}", f.state.short_id());
             failed += 1;

@@ -94,7 +94,10 @@ fn wait_exit(pidfd: &impl AsFd, limit: Duration) -> anyhow::Result<()> {
         tv_sec: limit.as_secs() as i64,
         tv_nsec: 0,
     };
-    let mut fds = [rustix::event::PollFd::new(pidfd, rustix::event::PollFlags::IN)];
+    let mut fds = [rustix::event::PollFd::new(
+        pidfd,
+        rustix::event::PollFlags::IN,
+    )];
     loop {
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(0) => anyhow::bail!("still running after {limit:?}"),

@@ -35,7 +35,10 @@ pub fn last_lines(path: &Path, n: usize) -> Vec<String> {
         return Vec::new();
     };
     match tail(&mut f, n) {
-        Ok((bytes, _)) => String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect(),
+        Ok((bytes, _)) => String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
         Err(_) => Vec::new(),
     }
 }

@@ -45,6 +45,8 @@ pub struct Pool {
     /// The last failed start, and when it failed.
     failed: RefCell<Option<(Instant, Failure)>>,
     stopping: Cell<bool>,
+    /// Worker tasks not yet finished (retiring ones included).
+    running: Cell<usize>,
     emptied: Notify,
 }
 
@@ -57,6 +59,7 @@ impl Pool {
             waiters: RefCell::new(VecDeque::new()),
             failed: RefCell::new(None),
             stopping: Cell::new(false),
+            running: Cell::new(0),
             emptied: Notify::new(),
         })
     }
@@ -145,7 +148,9 @@ impl Pool {
             .cloned();
         let w = match free {
             Some(w) => w,
-            None if self.workers.borrow().len() < self.max() => self.start_worker(),
+            None if self.workers.borrow().len() < self.max() && self.waiting() == 0 => {
+                self.start_worker()
+            }
             None => {
                 let (tx, rx) = oneshot::channel();
                 let ahead = self.waiters.borrow().len();
@@ -153,7 +158,10 @@ impl Pool {
                 self.waiters.borrow_mut().push_back((req.clone(), tx));
                 return tokio::select! {
                     r = rx => r.unwrap_or_else(|_| Err(stopping())),
-                    _ = until_gone(req) => Ok(()),
+                    _ = until_gone(req) => {
+                        self.waiters.borrow_mut().retain(|(r, _)| !Rc::ptr_eq(r, req));
+                        Ok(())
+                    }
                 };
             }
         };
@@ -204,20 +212,18 @@ impl Pool {
         }
     }
 
-    /// A worker's tool died; `start_failure` if it never wrote anything.
-    pub fn died(self: &Rc<Self>, w: &Rc<Worker>, start_failure: Option<Failure>) {
-        if let Some(f) = start_failure {
-            tracing::warn!("tool failed to start: {}", f.message);
-            *self.failed.borrow_mut() = Some((Instant::now(), f));
-        }
+    /// A worker is going away (its tool died, or it stops): nobody is
+    /// given it any more, and its place goes to the waiters.
+    pub fn forget(self: &Rc<Self>, w: &Rc<Worker>) {
         self.remove(w);
         self.serve_waiters();
     }
 
-    /// A worker stopped on request or retired.
-    pub fn retired(self: &Rc<Self>, w: &Rc<Worker>) {
-        self.remove(w);
-        self.serve_waiters();
+    /// A tool failed to start: requests that were waiting meanwhile get
+    /// this failure rather than another try.
+    pub fn start_failed(&self, f: Failure) {
+        tracing::warn!("tool failed to start: {}", f.message);
+        *self.failed.borrow_mut() = Some((Instant::now(), f));
     }
 
     /// Whether an idle worker may retire: it may if another one stays. It
@@ -238,7 +244,17 @@ impl Pool {
 
     fn remove(&self, w: &Rc<Worker>) {
         self.workers.borrow_mut().retain(|o| !Rc::ptr_eq(o, w));
-        if self.workers.borrow().is_empty() {
+    }
+
+    /// A worker task begins.
+    pub fn worker_started(&self) {
+        self.running.set(self.running.get() + 1);
+    }
+
+    /// A worker task ended: its tool is stopped or dead.
+    pub fn worker_done(&self) {
+        self.running.set(self.running.get().saturating_sub(1));
+        if self.running.get() == 0 {
             self.emptied.notify_waiters();
         }
     }
@@ -269,19 +285,23 @@ impl Pool {
         }
     }
 
-    /// Stops every worker once its requests are over, and waits (at most
-    /// `limit`) until all have stopped.
-    pub async fn stop_all(&self, limit: std::time::Duration) {
+    /// No new instances from now on; waiters are told the server stops.
+    pub fn begin_stop(&self) {
         self.stopping.set(true);
         for (_, grant) in self.waiters.borrow_mut().drain(..) {
             let _ = grant.send(Err(stopping()));
         }
-        let workers = self.workers.borrow().clone();
-        if workers.is_empty() {
+    }
+
+    /// Stops every worker once its requests are over, and waits (at most
+    /// `limit`) until all have stopped.
+    pub async fn stop_all(&self, limit: std::time::Duration) {
+        self.begin_stop();
+        if self.running.get() == 0 {
             return;
         }
         let emptied = self.emptied.notified();
-        for w in &workers {
+        for w in self.workers.borrow().iter() {
             w.stop();
         }
         let _ = tokio::time::timeout(limit, emptied).await;

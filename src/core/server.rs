@@ -229,6 +229,7 @@ pub async fn run(
             Mode::Forced => (rustix::process::Signal::KILL, Duration::from_millis(200)),
             _ => (rustix::process::Signal::TERM, TOOL_EXIT_GRACE),
         };
+        pool.begin_stop();
         instance::signal_all(first);
         let _ = tokio::time::timeout(wait, done_rx.recv()).await;
         instance::signal_all(rustix::process::Signal::KILL);
@@ -314,6 +315,7 @@ fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc
 }
 
 async fn handle(shared: &Shared, pool: &Rc<Pool>, stream: UnixStream) -> Result<(), ProtocolError> {
+    let peer = Peer::of(&stream);
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let Some(hello) = protocol::read_frame_async(&mut rd).await? else {
@@ -330,7 +332,7 @@ async fn handle(shared: &Shared, pool: &Rc<Pool>, stream: UnixStream) -> Result<
     };
     wr.write_all(&protocol::welcome(std::process::id())).await?;
     match purpose {
-        Purpose::Run => serve_client(shared, pool, &mut rd, &mut wr).await,
+        Purpose::Run => serve_client(shared, pool, &peer, &mut rd, &mut wr).await,
         Purpose::Control => control(shared, pool, &mut rd, &mut wr).await,
     }
 }
@@ -340,6 +342,7 @@ async fn handle(shared: &Shared, pool: &Rc<Pool>, stream: UnixStream) -> Result<
 async fn serve_client(
     shared: &Shared,
     pool: &Rc<Pool>,
+    peer: &Peer,
     rd: &mut (impl tokio::io::AsyncRead + Unpin),
     wr: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<(), ProtocolError> {
@@ -391,10 +394,17 @@ async fn serve_client(
         let mut input = std::pin::pin!(input);
         let mut output = std::pin::pin!(output);
         let mut input_done = false;
+        let mut peer_exited = false;
         loop {
             tokio::select! {
                 r = &mut output => break r,
                 _ = &mut input, if !input_done => input_done = true,
+                // A client that dies while it waits (for an instance, or
+                // for room in its queue) reads nothing that would tell.
+                _ = peer.exited(), if !peer_exited => {
+                    peer_exited = true;
+                    req.set_gone();
+                }
             }
         }
     };
@@ -683,5 +693,44 @@ fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> ServerState {
         errors_total: stats.errors_total.get(),
         latency_ms: stats.latency(),
         throughput: stats.throughput(),
+    }
+}
+
+/// The process at the other end of a connection, watched through a pidfd.
+struct Peer(Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>);
+
+impl Peer {
+    fn of(stream: &UnixStream) -> Self {
+        let fd = stream
+            .peer_cred()
+            .ok()
+            .and_then(|c| c.pid())
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|pid| {
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK).ok()
+            })
+            .and_then(|fd| {
+                // SAFETY: an OwnedFd is a valid descriptor that stays open,
+                // and the same, for as long as the AsyncFd owns it.
+                #[allow(unsafe_code)]
+                let registered = unsafe {
+                    tokio::io::unix::AsyncFd::register_with_interest(
+                        fd,
+                        tokio::io::Interest::READABLE,
+                    )
+                };
+                registered.ok()
+            });
+        Self(fd)
+    }
+
+    /// Resolves once the peer process has exited (never, if unknown).
+    async fn exited(&self) {
+        match &self.0 {
+            Some(fd) => {
+                let _ = fd.readable().await;
+            }
+            None => std::future::pending().await,
+        }
     }
 }

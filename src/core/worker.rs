@@ -43,10 +43,13 @@ const OUTPUT_HIGH_WATER: usize = 4 << 20;
 const ORPHAN_ANSWER_WAIT: Duration = Duration::from_secs(30);
 /// Once the tool has exited, how long its remaining output may take.
 const AFTER_EXIT_WAIT: Duration = Duration::from_secs(1);
-/// With `--interleave`, the work kept waiting in the tool's stdin: about
-/// this much time's worth of records (at least two, at most `MAX_AHEAD`).
-const INTERLEAVE_AHEAD: Duration = Duration::from_millis(5);
-const MAX_AHEAD: usize = 4096;
+/// The work kept waiting in the tool's stdin, as time's worth of records
+/// at the tool's recent pace: little under `--interleave`, so that a new
+/// call's record comes soon; more for one call, to stream at full speed,
+/// but bounded, so that a call that leaves does not keep the tool busy
+/// long with records nobody wants.
+const INTERLEAVE_AHEAD: (Duration, usize, usize) = (Duration::from_millis(5), 2, 4096);
+const EXCLUSIVE_AHEAD: (Duration, usize, usize) = (Duration::from_millis(100), 16, 1 << 16);
 /// Time a healthy tool gets to exit once its stdin is closed.
 pub const TOOL_EXIT_GRACE: Duration = Duration::from_secs(2);
 
@@ -139,6 +142,7 @@ impl Request {
     /// The client went away: its answers are dropped, its queue forgotten.
     pub fn set_gone(&self) {
         self.gone.set(true);
+        self.forget_queue();
         self.changed.notify_one();
         self.wake_worker();
     }
@@ -299,7 +303,14 @@ impl Worker {
             requests: Cell::new(0),
             records: Cell::new(0),
         });
-        tokio::task::spawn_local(w.clone().run());
+        pool.worker_started();
+        let (me, pool) = (w.clone(), Rc::downgrade(pool));
+        tokio::task::spawn_local(async move {
+            me.run().await;
+            if let Some(pool) = pool.upgrade() {
+                pool.worker_done();
+            }
+        });
         w
     }
 
@@ -363,7 +374,15 @@ impl Worker {
         drop(pool);
         let mut inst = match Instance::start(&cfg.spec, &cfg.output).await {
             Ok(i) => i,
-            Err(f) => return self.die(f),
+            Err(f) => {
+                // Recorded before it leaves the pool, so that those who
+                // waited for this start get its failure, not another try.
+                if let Some(pool) = self.pool.upgrade() {
+                    pool.start_failed(f.clone());
+                }
+                self.leave_pool();
+                return self.die(f);
+            }
         };
         self.pid.set(inst.pid);
         *self.prelude.borrow_mut() = inst.prelude.clone();
@@ -373,16 +392,17 @@ impl Worker {
         for r in self.attached.borrow().iter() {
             r.emit(Kind::Output, &inst.prelude);
         }
-        let failure = match self.serve(&mut inst, &cfg).await {
+        let exit = self.serve(&mut inst, &cfg).await;
+        // Out of the pool before anything else is awaited: nobody new may
+        // be given an instance that is going away.
+        self.leave_pool();
+        let failure = match exit {
             Exit::Stop => {
-                self.state.set(WorkerState::Dead);
                 inst.stop(TOOL_EXIT_GRACE).await;
-                if let Some(pool) = self.pool.upgrade() {
-                    pool.retired(&self);
-                }
                 return;
             }
             Exit::ToolEnded => {
+                tracing::info!(pid = inst.pid, "tool output ended");
                 let when = if self.spoke.get() {
                     "while serving this call"
                 } else {
@@ -408,6 +428,17 @@ impl Worker {
                     ),
                 }
             }
+            Exit::Orphaned => {
+                tracing::warn!(
+                    pid = inst.pid,
+                    "answers owed to calls that left did not come within {ORPHAN_ANSWER_WAIT:?}; killing the tool"
+                );
+                inst.kill().await;
+                Failure {
+                    code: crate::core::status::FAILURE,
+                    message: "the tool was restarted".to_owned(),
+                }
+            }
         };
         // Its last stderr lines explain its end to those it served.
         while let Ok(line) = inst.stderr.try_recv() {
@@ -418,16 +449,20 @@ impl Worker {
         self.die(failure);
     }
 
-    /// The tool is gone: every request it had fails with `f`.
-    fn die(self: &Rc<Self>, f: Failure) {
+    /// Marks the worker dead and takes it out of the pool's hands.
+    fn leave_pool(self: &Rc<Self>) {
         self.state.set(WorkerState::Dead);
         self.stats.changed();
+        if let Some(pool) = self.pool.upgrade() {
+            pool.forget(self);
+        }
+    }
+
+    /// The tool is gone: every request it had fails with `f`.
+    fn die(&self, f: Failure) {
         let attached = std::mem::take(&mut *self.attached.borrow_mut());
         for r in attached {
             r.finish(f.code, Some(f.message.clone()));
-        }
-        if let Some(pool) = self.pool.upgrade() {
-            pool.died(self, (!self.spoke.get()).then_some(f));
         }
     }
 
@@ -591,11 +626,14 @@ impl Worker {
             if wpos == wbuf.len() && !stdin_broken {
                 wbuf.clear();
                 wpos = 0;
-                let ahead = if cfg.spec.interleave {
-                    let per = per_record.unwrap_or(INTERLEAVE_AHEAD.as_secs_f64());
-                    ((INTERLEAVE_AHEAD.as_secs_f64() / per.max(1e-9)) as usize).clamp(2, MAX_AHEAD)
+                let (time, least, most) = if cfg.spec.interleave {
+                    INTERLEAVE_AHEAD
                 } else {
-                    usize::MAX
+                    EXCLUSIVE_AHEAD
+                };
+                let ahead = match per_record {
+                    Some(per) => ((time.as_secs_f64() / per.max(1e-9)) as usize).clamp(least, most),
+                    None => least,
                 };
                 let was_empty = route.is_empty();
                 let n = self.fill(
@@ -610,13 +648,16 @@ impl Worker {
                 }
             }
 
-            let gone_only = route.iter().all(|e| e.req.is_gone());
-            let limit = match cfg.spec.process_timeout {
-                Some(t) => Some(t),
-                None if gone_only => Some(ORPHAN_ANSWER_WAIT),
+            // Answers owed only to calls that left are waited for a while,
+            // then the tool is restarted; but not while a live call shares
+            // it (under --interleave): a slow record is slow for it too.
+            let orphans_only = self.attached.borrow().iter().all(|r| r.is_gone());
+            let answer_due = match cfg.spec.process_timeout {
+                _ if route.is_empty() => None,
+                Some(t) => Some((since + t, Exit::Timeout(t.as_secs_f64()))),
+                None if orphans_only => Some((since + ORPHAN_ANSWER_WAIT, Exit::Orphaned)),
                 None => None,
             };
-            let answer_due = limit.filter(|_| !route.is_empty()).map(|t| since + t);
             let output_due = exited_at.map(|t| t + AFTER_EXIT_WAIT);
             let idle_due = match cfg.spec.server_timeout {
                 Some(t) if idle => Some(self.idle_since.get() + t),
@@ -688,7 +729,9 @@ impl Worker {
                     crate::core::instance::kill_group(pid);
                 }
                 _ = sleep_until(output_due) => return Exit::ToolEnded,
-                _ = sleep_until(answer_due) => return Exit::Timeout(limit.map_or(0.0, |t| t.as_secs_f64())),
+                _ = sleep_until(answer_due.as_ref().map(|(t, _)| *t)) => {
+                    return answer_due.map_or(Exit::Orphaned, |(_, why)| why);
+                }
                 _ = sleep_until(idle_due) => {
                     match self.pool.upgrade() {
                         Some(pool) if pool.may_retire(self) => {
@@ -717,8 +760,10 @@ enum Exit {
     Stop,
     /// The tool closed its output or exited.
     ToolEnded,
-    /// A record was not answered within this many seconds.
+    /// A record was not answered within this many seconds (`-w`).
     Timeout(f64),
+    /// Answers owed only to calls that left did not come in time.
+    Orphaned,
 }
 
 async fn write_some(
