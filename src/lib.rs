@@ -5,5 +5,5 @@
 pub mod cli;
 /// The engine: identity, records, protocol, server, instances, state.
 pub mod core;
-/// The `top` monitor (to come).
+/// The `top` monitor.
 pub mod tui;

@@ -56,6 +56,8 @@ pub enum Command {
     Restart(RestartArgs),
     /// Show (and follow) a server's log.
     Logs(LogsArgs),
+    /// A live monitor of the servers.
+    Top,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +264,7 @@ pub fn main() -> ExitCode {
         Command::Kill(a) => kill::kill(&cli, a),
         Command::Restart(a) => restart::restart(&cli, a),
         Command::Logs(a) => logs::logs(&cli, a),
+        Command::Top => crate::tui::run(select::scope(&cli)),
     };
     let code = match result {
         Ok(code) => code,

@@ -6,14 +6,18 @@ use crate::cli::Cli;
 use crate::core::state::{self, Found};
 use crate::core::{Fatal, status};
 
-/// The servers in scope.
-pub fn discover(cli: &Cli) -> Vec<Found> {
-    let narrow = cli.dir.as_ref().map(|d| {
+/// The state directory the commands are narrowed to, if any.
+pub fn scope(cli: &Cli) -> Option<std::path::PathBuf> {
+    cli.dir.as_ref().map(|d| {
         let cwd = std::env::current_dir().unwrap_or_default();
         let dir = cwd.join(d);
         std::fs::canonicalize(&dir).unwrap_or(dir)
-    });
-    state::discover(narrow.as_deref())
+    })
+}
+
+/// The servers in scope.
+pub fn discover(cli: &Cli) -> Vec<Found> {
+    state::discover(scope(cli).as_deref())
 }
 
 /// The servers named by `ids` (unique prefixes of their ids).

@@ -1,5 +1,6 @@
 //! Facts about processes, from `/proc`.
 
+use std::collections::HashMap;
 use std::fs;
 
 /// A process's start time in clock ticks since boot (`/proc/PID/stat`,
@@ -25,17 +26,23 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Resident memory of every process in the process group `pgid` (a tool
-/// and whatever it started), in bytes.
-pub fn group_rss_bytes(pgid: u32) -> u64 {
+/// Resident memory by process group, in bytes: a tool runs in a group of
+/// its own, so its entry counts the tool and whatever it started. One
+/// pass over `/proc` serves every server on the screen.
+pub fn rss_by_group() -> HashMap<u32, u64> {
+    let mut groups = HashMap::new();
     let Ok(dir) = fs::read_dir("/proc") else {
-        return 0;
+        return groups;
     };
-    dir.flatten()
+    for pid in dir
+        .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| process_group(pid) == Some(pgid))
-        .filter_map(rss_bytes)
-        .sum()
+    {
+        if let (Some(g), Some(rss)) = (process_group(pid), rss_bytes(pid)) {
+            *groups.entry(g).or_insert(0) += rss;
+        }
+    }
+    groups
 }
 
 fn process_group(pid: u32) -> Option<u32> {
@@ -54,5 +61,7 @@ mod tests {
         assert!(start_ticks(me).is_some());
         assert!(start_ticks(u32::MAX - 1).is_none());
         assert!(rss_bytes(me).unwrap() > 0);
+        let pgid = process_group(me).unwrap();
+        assert!(rss_by_group()[&pgid] >= rss_bytes(me).unwrap());
     }
 }

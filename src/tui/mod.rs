@@ -1,1 +1,187 @@
-//! The `viasock top` monitor (SPEC 8); not built yet.
+//! `viasock top`: a live monitor of the user's servers (SPEC 8).
+//!
+//! The loop reads the servers' state files (through core) at least twice a
+//! second, feeds keys and snapshots to [`app::App::update`], runs the
+//! actions it returns (kill, restart, clean up) on threads of their own so
+//! that the screen never freezes, and draws with [`ui::draw`]. The terminal
+//! is restored on every way out: normal exit, error, panic, SIGTERM.
+
+pub mod app;
+pub mod event;
+pub mod ui;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ratatui::crossterm::event as term;
+
+use crate::core::state::{self, Found, Health};
+use crate::core::{Fatal, control, logfile, procinfo, status};
+use app::App;
+use event::{Action, Detail, Event, Server, Snapshot};
+
+/// How often the state files are read.
+const REFRESH: Duration = Duration::from_millis(500);
+/// Log lines in the detail pane.
+const LOG_LINES: usize = 4;
+
+/// Runs the monitor on the servers of `narrow` (all of the user's if
+/// `None`) until the user quits.
+pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
+    if !std::io::stdout().is_terminal() {
+        return Err(Fatal::new(status::FAILURE, "top needs a terminal (try viasock ls)").into());
+    }
+    let theme = ui::Theme {
+        color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let (tx, rx) = mpsc::channel::<Event>();
+    watch_signals(tx.clone());
+    // Installs a panic hook that restores the terminal; the guard restores
+    // it on every other way out of this function.
+    let mut terminal = ratatui::try_init()?;
+    let _restore = Restore;
+
+    let mut app = App::new();
+    let mut last_read = Instant::now() - REFRESH;
+    while !app.quit {
+        if last_read.elapsed() >= REFRESH {
+            app.update(Event::Refresh(snapshot(
+                narrow.as_deref(),
+                app.selected.as_deref(),
+            )));
+            last_read = Instant::now();
+        }
+        terminal.draw(|f| ui::draw(f, &app, theme))?;
+        let wait = REFRESH.saturating_sub(last_read.elapsed());
+        let mut events = Vec::new();
+        if term::poll(wait)? {
+            match term::read()? {
+                term::Event::Key(k) => events.push(Event::Key(k)),
+                // The next draw fits the new size.
+                term::Event::Resize(..) => {}
+                _ => {}
+            }
+        }
+        events.extend(rx.try_iter());
+        for e in events {
+            if let Some(action) = app.update(e) {
+                perform(action, narrow.clone(), tx.clone());
+                // Show the outcome as soon as there is one.
+                last_read = Instant::now() - REFRESH;
+            }
+        }
+    }
+    Ok(0)
+}
+
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Turns SIGTERM, SIGHUP and SIGINT into a clean quit (the terminal is
+/// restored) rather than a death that leaves it in raw mode.
+fn watch_signals(tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = tx.send(Event::Quit);
+        });
+    });
+}
+
+/// The servers as their state files and `/proc` show them now.
+fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapshot {
+    let found = state::discover(narrow);
+    let memory = procinfo::rss_by_group();
+    let tool_memory = |f: &Found| -> u64 {
+        f.state
+            .instances
+            .iter()
+            .filter_map(|i| memory.get(&i.pid))
+            .sum()
+    };
+    let detail = selected
+        .and_then(|id| found.iter().find(|f| f.state.id == id))
+        .map(|f| Detail {
+            id: f.state.id.clone(),
+            tools: f
+                .state
+                .instances
+                .iter()
+                .map(|i| (i.pid, memory.get(&i.pid).copied().unwrap_or(0)))
+                .collect(),
+            log_tail: logfile::last_lines(&f.state.log, LOG_LINES),
+        });
+    Snapshot {
+        now: SystemTime::now(),
+        servers: found
+            .iter()
+            .map(|f| Server {
+                state: f.state.clone(),
+                health: f.health,
+                tool_memory: if f.health == Health::Live {
+                    tool_memory(f)
+                } else {
+                    0
+                },
+            })
+            .collect(),
+        detail,
+    }
+}
+
+/// Runs an action on a thread; its outcome comes back as [`Event::Done`].
+fn perform(action: Action, narrow: Option<PathBuf>, tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let found = state::discover(narrow.as_deref());
+        let by_id = |id: &str| found.iter().find(|f| f.state.id == id);
+        let message = match &action {
+            Action::Kill(id) => match by_id(id) {
+                None => format!("{} is gone already", app::short(id)),
+                Some(f) => match control::stop(f, false) {
+                    Ok(()) => format!("stopped {}", app::short(id)),
+                    Err(e) => format!("kill {} failed: {e:#}", app::short(id)),
+                },
+            },
+            Action::Restart(id) => match by_id(id) {
+                None => format!("{} is gone", app::short(id)),
+                Some(f) => match control::restart(f) {
+                    Ok(()) => format!("restarted the tool of {}", app::short(id)),
+                    Err(e) => format!("restart {} failed: {e:#}", app::short(id)),
+                },
+            },
+            Action::CleanDead => {
+                let dead: Vec<&Found> = found.iter().filter(|f| f.health == Health::Dead).collect();
+                for f in &dead {
+                    state::clean_up(f);
+                }
+                format!("cleaned up {} dead server(s)", dead.len())
+            }
+        };
+        let _ = tx.send(Event::Done(message));
+    });
+}

@@ -1,0 +1,608 @@
+//! The monitor's state and its one pure transition, [`App::update`]: keys
+//! and fresh snapshots in, side effects ([`Action`]s) out. Nothing here
+//! touches the terminal, the file system or a clock.
+
+use std::cmp::Ordering;
+use std::time::{Duration, SystemTime};
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::core::state::{self, Health, Phase};
+use crate::tui::event::{Action, Detail, Event, Server, Snapshot};
+
+/// Rows a PgUp/PgDn moves.
+pub const PAGE: usize = 10;
+
+/// Columns the table can be sorted by, in the order `s` cycles them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Uptime,
+    Id,
+    Command,
+    State,
+    Requests,
+    Rate,
+    P99,
+    Memory,
+}
+
+impl SortKey {
+    const ALL: [SortKey; 8] = [
+        Self::Uptime,
+        Self::Id,
+        Self::Command,
+        Self::State,
+        Self::Requests,
+        Self::Rate,
+        Self::P99,
+        Self::Memory,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Uptime => "uptime",
+            Self::Id => "id",
+            Self::Command => "command",
+            Self::State => "state",
+            Self::Requests => "requests",
+            Self::Rate => "records/s",
+            Self::P99 => "p99",
+            Self::Memory => "memory",
+        }
+    }
+
+    fn next(self) -> Self {
+        let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+}
+
+/// A question that waits for y/n; anything but `y` is no.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirm {
+    pub action: Action,
+    pub command: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Popup {
+    Confirm(Confirm),
+    Help,
+}
+
+pub struct App {
+    pub servers: Vec<Server>,
+    pub now: SystemTime,
+    pub detail: Option<Detail>,
+    /// Id of the selected server: the selection follows the server, not
+    /// the row, across refreshes and sorts.
+    pub selected: Option<String>,
+    /// Where the selection was, for when its server goes away.
+    last_row: usize,
+    pub sort: SortKey,
+    pub reverse: bool,
+    pub filter: String,
+    /// Typing a filter.
+    pub filtering: bool,
+    pub detail_open: bool,
+    pub popup: Option<Popup>,
+    pub status: Option<String>,
+    pub quit: bool,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl App {
+    pub fn new() -> Self {
+        Self {
+            servers: Vec::new(),
+            now: SystemTime::UNIX_EPOCH,
+            detail: None,
+            selected: None,
+            last_row: 0,
+            sort: SortKey::Uptime,
+            reverse: false,
+            filter: String::new(),
+            filtering: false,
+            detail_open: false,
+            popup: None,
+            status: None,
+            quit: false,
+        }
+    }
+
+    /// The one transition. Returns what should be done outside.
+    pub fn update(&mut self, event: Event) -> Option<Action> {
+        match event {
+            Event::Refresh(snap) => {
+                self.refresh(snap);
+                None
+            }
+            Event::Done(message) => {
+                self.status = Some(message);
+                None
+            }
+            Event::Quit => {
+                self.quit = true;
+                None
+            }
+            Event::Key(key) => self.key(key),
+        }
+    }
+
+    fn refresh(&mut self, snap: Snapshot) {
+        let Snapshot {
+            now,
+            servers,
+            detail,
+        } = snap;
+        self.now = now;
+        self.servers = servers;
+        self.detail = detail;
+        self.keep_selection();
+    }
+
+    /// The rows on screen: filtered by command, sorted.
+    pub fn visible(&self) -> Vec<&Server> {
+        let needle = self.filter.to_lowercase();
+        let mut rows: Vec<&Server> = self
+            .servers
+            .iter()
+            .filter(|s| needle.is_empty() || command_line(s).to_lowercase().contains(&needle))
+            .collect();
+        rows.sort_by(|a, b| {
+            let o = self.compare(a, b).then_with(|| a.state.id.cmp(&b.state.id));
+            if self.reverse { o.reverse() } else { o }
+        });
+        rows
+    }
+
+    fn compare(&self, a: &Server, b: &Server) -> Ordering {
+        let f = |x: f64, y: f64| x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+        match self.sort {
+            // Oldest first: new servers join at the bottom.
+            SortKey::Uptime => a.state.started_at.cmp(&b.state.started_at),
+            SortKey::Id => a.state.id.cmp(&b.state.id),
+            SortKey::Command => command_line(a).cmp(&command_line(b)),
+            SortKey::State => state_label(a).cmp(state_label(b)),
+            SortKey::Requests => b.state.requests_total.cmp(&a.state.requests_total),
+            SortKey::Rate => f(rate(b), rate(a)),
+            SortKey::P99 => f(b.state.latency_ms.p99, a.state.latency_ms.p99),
+            SortKey::Memory => b.tool_memory.cmp(&a.tool_memory),
+        }
+    }
+
+    /// Row of the selection among the visible rows.
+    pub fn selected_row(&self) -> Option<usize> {
+        let id = self.selected.as_ref()?;
+        self.visible().iter().position(|s| &s.state.id == id)
+    }
+
+    pub fn selected_server(&self) -> Option<&Server> {
+        let id = self.selected.as_ref()?;
+        self.servers.iter().find(|s| &s.state.id == id)
+    }
+
+    /// Keeps the selection on its server; if that is gone (or filtered
+    /// out), on the row where it was.
+    fn keep_selection(&mut self) {
+        if let Some(row) = self.selected_row() {
+            self.last_row = row;
+            return;
+        }
+        let rows = self.visible();
+        self.selected = match rows.len() {
+            0 => None,
+            n => Some(rows[self.last_row.min(n - 1)].state.id.clone()),
+        };
+    }
+
+    fn select_row(&mut self, row: usize) {
+        let rows = self.visible();
+        if rows.is_empty() {
+            self.selected = None;
+            return;
+        }
+        let row = row.min(rows.len() - 1);
+        self.selected = Some(rows[row].state.id.clone());
+        self.last_row = row;
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        let row = self.selected_row().unwrap_or(0);
+        self.select_row(row.saturating_add_signed(delta));
+    }
+
+    fn key(&mut self, key: KeyEvent) -> Option<Action> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return None;
+        }
+        if let Some(popup) = self.popup.take() {
+            return match popup {
+                Popup::Confirm(c)
+                    if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) =>
+                {
+                    let (verb, id) = match &c.action {
+                        Action::Kill(id) => ("stopping", id),
+                        Action::Restart(id) => ("restarting", id),
+                        Action::CleanDead => ("cleaning up", &String::new()),
+                    };
+                    self.status = Some(format!("{verb} {}…", short(id)));
+                    Some(c.action)
+                }
+                // Default no: any other key cancels; help closes on any key.
+                _ => None,
+            };
+        }
+        if self.filtering {
+            match key.code {
+                KeyCode::Esc => {
+                    self.filter.clear();
+                    self.filtering = false;
+                }
+                KeyCode::Enter => self.filtering = false,
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(ch) => self.filter.push(ch),
+                _ => {}
+            }
+            self.keep_selection();
+            return None;
+        }
+        self.status = None;
+        match key.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Esc if !self.filter.is_empty() => {
+                self.filter.clear();
+                self.keep_selection();
+            }
+            KeyCode::Esc => self.quit = true,
+            KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
+            KeyCode::PageUp => self.move_by(-(PAGE as isize)),
+            KeyCode::PageDown => self.move_by(PAGE as isize),
+            KeyCode::Home | KeyCode::Char('g') => self.select_row(0),
+            KeyCode::End | KeyCode::Char('G') => self.select_row(usize::MAX),
+            KeyCode::Enter => self.detail_open = !self.detail_open,
+            KeyCode::Char('s') => {
+                self.sort = self.sort.next();
+                self.keep_selection();
+            }
+            KeyCode::Char('S') => {
+                self.reverse = !self.reverse;
+                self.keep_selection();
+            }
+            KeyCode::Char('/') => self.filtering = true,
+            KeyCode::Char('?') => self.popup = Some(Popup::Help),
+            KeyCode::Char('c') => {
+                let dead = self
+                    .servers
+                    .iter()
+                    .filter(|s| s.health == Health::Dead)
+                    .count();
+                if dead == 0 {
+                    self.status = Some("no dead servers to clean up".into());
+                } else {
+                    self.status = Some(format!("cleaning up {dead} dead server(s)…"));
+                    return Some(Action::CleanDead);
+                }
+            }
+            KeyCode::Char('K') | KeyCode::Delete => self.ask(Action::Kill),
+            KeyCode::Char('r') => self.ask(Action::Restart),
+            _ => {}
+        }
+        None
+    }
+
+    /// Opens the y/n question for an action on the selected server.
+    fn ask(&mut self, action: fn(String) -> Action) {
+        match self.selected_server() {
+            Some(s) => {
+                let command = command_line(s);
+                self.popup = Some(Popup::Confirm(Confirm {
+                    action: action(s.state.id.clone()),
+                    command,
+                }));
+            }
+            None => self.status = Some("no server selected".into()),
+        }
+    }
+}
+
+pub fn command_line(s: &Server) -> String {
+    s.state.command.join(" ")
+}
+
+/// The state as a word: a dead server says so whatever its file says.
+pub fn state_label(s: &Server) -> &'static str {
+    if s.health == Health::Dead {
+        return "dead";
+    }
+    match s.state.state {
+        Phase::Starting => "starting",
+        Phase::Ready => "ready",
+        Phase::Busy => "busy",
+        Phase::Draining => "draining",
+        Phase::Stale => "stale",
+        Phase::Dead => "dead",
+    }
+}
+
+/// Records per second over the last full second.
+pub fn rate(s: &Server) -> f64 {
+    s.state.throughput.last().copied().unwrap_or(0.0)
+}
+
+/// Seconds until the server idles out, counted from `now`.
+pub fn idle_left(s: &Server, now: SystemTime) -> Option<Duration> {
+    if s.health == Health::Dead {
+        return None;
+    }
+    let deadline = state::parse_time(s.state.idle_deadline_at.as_ref()?)?;
+    Some(deadline.duration_since(now).unwrap_or_default())
+}
+
+pub fn uptime(s: &Server, now: SystemTime) -> Option<Duration> {
+    if s.health == Health::Dead {
+        return None;
+    }
+    now.duration_since(state::parse_time(&s.state.started_at)?)
+        .ok()
+}
+
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::core::state::{InstanceState, Latency, ServerState};
+
+    /// A server as a state file would describe it, at a fixed time.
+    pub fn server(id: &str, command: &str, started: &str, requests: u64) -> Server {
+        Server {
+            state: ServerState {
+                schema: 1,
+                id: format!("{id:0<64}"),
+                command: command.split(' ').map(str::to_owned).collect(),
+                cwd: "/home/ada/corpus".into(),
+                dir: "/home/ada/corpus/.viasock".into(),
+                socket: format!("/home/ada/corpus/.viasock/sockets/{id:0<32}.sock").into(),
+                log: format!("/home/ada/corpus/.viasock/logs/{id:0<32}.log").into(),
+                host: "vm".into(),
+                server_pid: 4242,
+                server_start_ticks: 1,
+                started_at: started.into(),
+                heartbeat_at: "2026-11-25T12:00:00.000Z".into(),
+                state: Phase::Ready,
+                idle_timeout_s: Some(60.0),
+                last_request_at: Some("2026-11-25T11:59:50.000Z".into()),
+                idle_deadline_at: Some("2026-11-25T12:00:42.000Z".into()),
+                max_instances: 2,
+                interleave: false,
+                instances: vec![InstanceState {
+                    pid: 4243,
+                    state: "idle".into(),
+                    started_at: started.into(),
+                    requests,
+                    records: requests * 10,
+                }],
+                clients_active: 0,
+                clients_waiting: 0,
+                requests_total: requests,
+                records_total: requests * 10,
+                bytes_in: requests * 100,
+                bytes_out: requests * 120,
+                errors_total: 0,
+                latency_ms: Latency {
+                    p50: 1.5,
+                    p95: 3.0,
+                    p99: 4.25,
+                    max: 9.0,
+                },
+                throughput: vec![0.0, 12.0, 30.0, 18.0],
+            },
+            health: Health::Live,
+            tool_memory: 48 << 20,
+        }
+    }
+
+    pub fn at(t: &str) -> SystemTime {
+        state::parse_time(t).unwrap()
+    }
+
+    fn app_with(servers: Vec<Server>) -> App {
+        let mut app = App::new();
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:00.000Z"),
+            servers,
+            detail: None,
+        }));
+        app
+    }
+
+    fn key(code: KeyCode) -> Event {
+        Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    fn three() -> Vec<Server> {
+        vec![
+            server("aaa", "sed -u s/a/b/", "2026-11-25T11:00:00.000Z", 5),
+            server("bbb", "tokenize --model en", "2026-11-25T11:10:00.000Z", 50),
+            server("ccc", "parse -m models/de", "2026-11-25T11:20:00.000Z", 20),
+        ]
+    }
+
+    fn ids(app: &App) -> Vec<&str> {
+        app.visible().iter().map(|s| &s.state.id[..3]).collect()
+    }
+
+    #[test]
+    fn selection_starts_on_the_first_row_and_moves() {
+        let mut app = app_with(three());
+        assert_eq!(app.selected_row(), Some(0));
+        app.update(key(KeyCode::Down));
+        app.update(key(KeyCode::Char('j')));
+        app.update(key(KeyCode::Char('j')));
+        assert_eq!(app.selected_row(), Some(2), "stops at the last row");
+        app.update(key(KeyCode::Char('g')));
+        assert_eq!(app.selected_row(), Some(0));
+        app.update(key(KeyCode::Char('G')));
+        assert_eq!(app.selected_row(), Some(2));
+        app.update(key(KeyCode::PageUp));
+        assert_eq!(app.selected_row(), Some(0));
+    }
+
+    #[test]
+    fn selection_follows_its_server_across_refreshes_and_sorts() {
+        let mut app = app_with(three());
+        app.update(key(KeyCode::Down));
+        let chosen = app.selected.clone();
+        assert_eq!(&chosen.as_ref().unwrap()[..3], "bbb");
+        // A new server that sorts first shifts the rows; the selection stays.
+        let mut more = three();
+        more.insert(0, server("000", "cat", "2026-11-25T10:00:00.000Z", 1));
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:01.000Z"),
+            servers: more,
+            detail: None,
+        }));
+        assert_eq!(app.selected, chosen);
+        assert_eq!(app.selected_row(), Some(2));
+        // Sorting by requests puts bbb first; still selected.
+        for _ in 0..4 {
+            app.update(key(KeyCode::Char('s')));
+        }
+        assert_eq!(app.sort, SortKey::Requests);
+        assert_eq!(ids(&app), ["bbb", "ccc", "aaa", "000"]);
+        assert_eq!(app.selected_row(), Some(0));
+        app.update(key(KeyCode::Char('S')));
+        assert_eq!(ids(&app), ["000", "aaa", "ccc", "bbb"]);
+        assert_eq!(app.selected, chosen);
+    }
+
+    #[test]
+    fn selection_moves_to_a_neighbour_when_its_server_goes() {
+        let mut app = app_with(three());
+        app.update(key(KeyCode::Char('G')));
+        let mut two = three();
+        two.pop();
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:01.000Z"),
+            servers: two,
+            detail: None,
+        }));
+        assert_eq!(app.selected_row(), Some(1));
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:02.000Z"),
+            servers: Vec::new(),
+            detail: None,
+        }));
+        assert_eq!(app.selected, None);
+    }
+
+    #[test]
+    fn filter_matches_commands_and_esc_clears_it() {
+        let mut app = app_with(three());
+        app.update(key(KeyCode::Char('/')));
+        for ch in "MODEL".chars() {
+            app.update(key(KeyCode::Char(ch)));
+        }
+        assert!(app.filtering);
+        assert_eq!(ids(&app), ["bbb", "ccc"], "case does not matter");
+        app.update(key(KeyCode::Enter));
+        assert!(!app.filtering);
+        // Keys act again once the filter is typed.
+        app.update(key(KeyCode::Char('j')));
+        assert_eq!(&app.selected.as_ref().unwrap()[..3], "ccc");
+        app.update(key(KeyCode::Esc));
+        assert!(app.filter.is_empty());
+        assert!(!app.quit, "the first Esc clears the filter");
+        assert_eq!(ids(&app).len(), 3);
+        app.update(key(KeyCode::Esc));
+        assert!(app.quit);
+    }
+
+    #[test]
+    fn kill_asks_first_and_defaults_to_no() {
+        let mut app = app_with(three());
+        assert_eq!(app.update(key(KeyCode::Char('K'))), None);
+        match &app.popup {
+            Some(Popup::Confirm(c)) => assert_eq!(c.command, "sed -u s/a/b/"),
+            other => panic!("no confirmation: {other:?}"),
+        }
+        assert_eq!(app.update(key(KeyCode::Enter)), None, "Enter is no");
+        assert_eq!(app.popup, None);
+        app.update(key(KeyCode::Delete));
+        assert_eq!(app.update(key(KeyCode::Char('n'))), None);
+        app.update(key(KeyCode::Char('K')));
+        let action = app.update(key(KeyCode::Char('y')));
+        assert_eq!(action, Some(Action::Kill(format!("{:0<64}", "aaa"))));
+        assert!(app.status.as_ref().unwrap().starts_with("stopping aaa"));
+        app.update(Event::Done("kill failed: permission denied".into()));
+        assert_eq!(
+            app.status.as_deref(),
+            Some("kill failed: permission denied")
+        );
+    }
+
+    #[test]
+    fn restart_asks_too() {
+        let mut app = app_with(three());
+        app.update(key(KeyCode::Char('j')));
+        app.update(key(KeyCode::Char('r')));
+        let action = app.update(key(KeyCode::Char('y')));
+        assert_eq!(action, Some(Action::Restart(format!("{:0<64}", "bbb"))));
+    }
+
+    #[test]
+    fn clean_up_only_when_something_is_dead() {
+        let mut app = app_with(three());
+        assert_eq!(app.update(key(KeyCode::Char('c'))), None);
+        let mut servers = three();
+        servers[1].health = Health::Dead;
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:01.000Z"),
+            servers,
+            detail: None,
+        }));
+        assert_eq!(app.update(key(KeyCode::Char('c'))), Some(Action::CleanDead));
+    }
+
+    #[test]
+    fn quit_keys() {
+        for k in [
+            KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE),
+            KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE),
+            KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+        ] {
+            let mut app = app_with(three());
+            app.update(Event::Key(k));
+            assert!(app.quit, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn help_closes_on_any_key_and_enter_toggles_details() {
+        let mut app = app_with(three());
+        app.update(key(KeyCode::Char('?')));
+        assert_eq!(app.popup, Some(Popup::Help));
+        app.update(key(KeyCode::Char('q')));
+        assert_eq!(app.popup, None);
+        assert!(!app.quit, "the key closed the help only");
+        app.update(key(KeyCode::Enter));
+        assert!(app.detail_open);
+        app.update(key(KeyCode::Enter));
+        assert!(!app.detail_open);
+    }
+}

@@ -1,0 +1,53 @@
+//! What the monitor reacts to, and what it asks to be done.
+
+use std::time::SystemTime;
+
+use ratatui::crossterm::event::KeyEvent;
+
+use crate::core::state::{Health, ServerState};
+
+/// The one input of [`App::update`](crate::tui::app::App::update).
+#[derive(Clone, Debug)]
+pub enum Event {
+    Key(KeyEvent),
+    /// Fresh state of every server, read at `now`.
+    Refresh(Snapshot),
+    /// An action finished; the status line says how.
+    Done(String),
+    /// Stop (a signal arrived).
+    Quit,
+}
+
+/// A side effect `update` asks the event loop for; the result comes back
+/// as [`Event::Done`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Kill(String),
+    Restart(String),
+    CleanDead,
+}
+
+/// The servers as read from their state files and `/proc`.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub now: SystemTime,
+    pub servers: Vec<Server>,
+    /// Extra facts about the selected server, for the detail pane.
+    pub detail: Option<Detail>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub state: ServerState,
+    pub health: Health,
+    /// Resident memory of its tool processes, bytes.
+    pub tool_memory: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Detail {
+    pub id: String,
+    /// `(pid, resident bytes)` of each tool instance and what it started.
+    pub tools: Vec<(u32, u64)>,
+    pub log_tail: Vec<String>,
+}

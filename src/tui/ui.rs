@@ -1,0 +1,665 @@
+//! Drawing the monitor: a pure function of the [`App`]. No state lives
+//! here.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap,
+};
+
+use crate::core::state::Health;
+use crate::tui::app::{self, App, Popup};
+use crate::tui::event::{Action, Server};
+
+/// Styles, or none of them when the user asked for no colour (`NO_COLOR`).
+#[derive(Clone, Copy)]
+pub struct Theme {
+    pub color: bool,
+}
+
+impl Theme {
+    fn fg(self, c: Color) -> Style {
+        if self.color {
+            Style::new().fg(c)
+        } else {
+            Style::new()
+        }
+    }
+
+    fn state(self, label: &str) -> Style {
+        match label {
+            "dead" => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            "stale" | "draining" => self.fg(Color::Yellow),
+            "busy" => self.fg(Color::Green),
+            "starting" => self.fg(Color::Cyan),
+            _ => Style::new(),
+        }
+    }
+
+    fn title(self) -> Style {
+        self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    }
+
+    fn dim(self) -> Style {
+        if self.color {
+            Style::new().fg(Color::DarkGray)
+        } else {
+            Style::new()
+        }
+    }
+}
+
+/// One table column: its heading, width, and how much it matters when the
+/// terminal is narrow (0 always shown).
+struct Column {
+    name: &'static str,
+    width: u16,
+    priority: u8,
+    cell: fn(&Server, &App) -> String,
+}
+
+const COLUMNS: [Column; 12] = [
+    Column {
+        name: "ID",
+        width: 12,
+        priority: 0,
+        cell: |s, _| app::short(&s.state.id).to_owned(),
+    },
+    Column {
+        name: "STATE",
+        width: 8,
+        priority: 0,
+        cell: |s, _| app::state_label(s).to_owned(),
+    },
+    Column {
+        name: "INST",
+        width: 5,
+        priority: 1,
+        cell: |s, _| {
+            let busy = s
+                .state
+                .instances
+                .iter()
+                .filter(|i| i.state == "busy")
+                .count();
+            format!("{busy}/{}", s.state.instances.len())
+        },
+    },
+    Column {
+        name: "CLIENTS",
+        width: 7,
+        priority: 1,
+        cell: |s, _| match s.state.clients_waiting {
+            0 => s.state.clients_active.to_string(),
+            w => format!("{}+{w}", s.state.clients_active),
+        },
+    },
+    Column {
+        name: "REQS",
+        width: 6,
+        priority: 1,
+        cell: |s, _| count(s.state.requests_total),
+    },
+    Column {
+        name: "REC/S",
+        width: 6,
+        priority: 2,
+        cell: |s, _| count(app::rate(s) as u64),
+    },
+    Column {
+        name: "IDLE",
+        width: 5,
+        priority: 1,
+        cell: |s, a| app::idle_left(s, a.now).map_or("-".into(), |d| format!("{}s", d.as_secs())),
+    },
+    Column {
+        name: "P99",
+        width: 7,
+        priority: 2,
+        cell: |s, _| ms(s.state.latency_ms.p99),
+    },
+    Column {
+        name: "MEM",
+        width: 6,
+        priority: 2,
+        cell: |s, _| bytes(s.tool_memory),
+    },
+    Column {
+        name: "UPTIME",
+        width: 6,
+        priority: 2,
+        cell: |s, a| app::uptime(s, a.now).map_or("-".into(), |d| duration(d.as_secs())),
+    },
+    Column {
+        name: "RECORDS",
+        width: 8,
+        priority: 3,
+        cell: |s, _| count(s.state.records_total),
+    },
+    Column {
+        name: "P50",
+        width: 7,
+        priority: 3,
+        cell: |s, _| ms(s.state.latency_ms.p50),
+    },
+];
+
+/// The command column gets at least this much.
+const COMMAND_MIN: u16 = 16;
+const HIGHLIGHT: &str = "▶ ";
+
+pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
+    let area = frame.area();
+    let detail_height = if app.detail_open {
+        13.min(area.height.saturating_sub(6))
+    } else {
+        0
+    };
+    let [header, table, detail, status, keys] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(detail_height),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(frame, header, app, theme);
+    draw_table(frame, table, app, theme);
+    if app.detail_open {
+        draw_detail(frame, detail, app, theme);
+    }
+    let status_line = match (&app.status, app.filtering) {
+        (_, true) => Line::from(vec![
+            Span::styled("filter: ", theme.title()),
+            Span::raw(format!("{}▏", app.filter)),
+        ]),
+        (Some(s), _) => Line::from(s.as_str()),
+        (None, _) => Line::default(),
+    };
+    frame.render_widget(Paragraph::new(status_line), status);
+    frame.render_widget(Paragraph::new(key_bar(theme)), keys);
+    match &app.popup {
+        Some(Popup::Confirm(c)) => draw_confirm(frame, area, &c.action, &c.command, theme),
+        Some(Popup::Help) => draw_help(frame, area, theme),
+        None => {}
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let dead = app
+        .servers
+        .iter()
+        .filter(|s| s.health == Health::Dead)
+        .count();
+    let mut spans = vec![
+        Span::styled(" viasock top ", theme.title()),
+        Span::raw(format!(
+            " {} server{}",
+            app.servers.len(),
+            if app.servers.len() == 1 { "" } else { "s" }
+        )),
+    ];
+    if dead > 0 {
+        spans.push(Span::styled(format!(", {dead} dead"), theme.state("dead")));
+    }
+    spans.push(Span::raw(format!(
+        "   sort: {} {}",
+        app.sort.name(),
+        if app.reverse { "▼" } else { "▲" }
+    )));
+    if !app.filter.is_empty() && !app.filtering {
+        spans.push(Span::raw(format!("   filter: {}", app.filter)));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The columns that fit in `width`, most important first kept.
+fn columns_for(width: u16) -> Vec<&'static Column> {
+    let mut used = HIGHLIGHT.chars().count() as u16 + COMMAND_MIN;
+    let mut keep = [false; COLUMNS.len()];
+    for priority in 0..=3 {
+        for (i, c) in COLUMNS.iter().enumerate() {
+            if c.priority == priority && used + c.width + 1 <= width {
+                used += c.width + 1;
+                keep[i] = true;
+            }
+        }
+    }
+    COLUMNS
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(c, _)| c)
+        .collect()
+}
+
+fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let rows = app.visible();
+    if rows.is_empty() {
+        let text = if app.servers.is_empty() {
+            Text::from(vec![
+                Line::from("No viasock servers are running."),
+                Line::default(),
+                Line::from("Start one by putting `viasock run` in front of a command:"),
+                Line::from(Span::styled(
+                    "    echo hello | viasock run sed -u s/h/j/",
+                    theme.title(),
+                )),
+                Line::default(),
+                Line::from("or start one without input:  viasock start CMD ARGS"),
+                Line::from("This screen shows it within a second."),
+            ])
+        } else {
+            Text::from(vec![
+                Line::from(format!("No server's command matches \"{}\".", app.filter)),
+                Line::from("Esc clears the filter."),
+            ])
+        };
+        let p = Paragraph::new(text)
+            .alignment(Alignment::Center)
+            .wrap(Wrap { trim: false });
+        let [_, middle, _] = Layout::vertical([
+            Constraint::Fill(1),
+            Constraint::Length(8),
+            Constraint::Fill(1),
+        ])
+        .areas(area);
+        frame.render_widget(p, middle);
+        return;
+    }
+    let columns = columns_for(area.width);
+    let sort_column = match app.sort {
+        app::SortKey::Uptime => "UPTIME",
+        app::SortKey::Id => "ID",
+        app::SortKey::Command => "COMMAND",
+        app::SortKey::State => "STATE",
+        app::SortKey::Requests => "REQS",
+        app::SortKey::Rate => "REC/S",
+        app::SortKey::P99 => "P99",
+        app::SortKey::Memory => "MEM",
+    };
+    let heading = |name: &str| {
+        let arrow = if name == sort_column {
+            if app.reverse { "▼" } else { "▲" }
+        } else {
+            ""
+        };
+        Cell::from(format!("{name}{arrow}"))
+    };
+    let header = Row::new(
+        columns
+            .iter()
+            .map(|c| heading(c.name))
+            .chain([heading("COMMAND")]),
+    )
+    .style(Style::new().add_modifier(Modifier::BOLD));
+    let body = rows.iter().map(|s| {
+        let label = app::state_label(s);
+        let mut cells: Vec<Cell> = columns
+            .iter()
+            .map(|c| {
+                let text = (c.cell)(s, app);
+                if c.name == "STATE" {
+                    Cell::from(text).style(theme.state(label))
+                } else {
+                    Cell::from(text)
+                }
+            })
+            .collect();
+        cells.push(Cell::from(app::command_line(s)));
+        let row = Row::new(cells);
+        if s.health == Health::Dead {
+            row.style(theme.dim())
+        } else {
+            row
+        }
+    });
+    let widths = columns
+        .iter()
+        .map(|c| Constraint::Length(c.width))
+        .chain([Constraint::Fill(1)]);
+    let table = Table::new(body, widths)
+        .header(header)
+        .column_spacing(1)
+        .highlight_symbol(HIGHLIGHT)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(app.selected_row());
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let Some(s) = app.selected_server() else {
+        return;
+    };
+    let block = Block::default().borders(Borders::TOP).title(Span::styled(
+        format!(" {} ", app::short(&s.state.id)),
+        theme.title(),
+    ));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [facts, spark, log] = Layout::vertical([
+        Constraint::Length(6),
+        Constraint::Length(2),
+        Constraint::Fill(1),
+    ])
+    .areas(inner);
+    let detail = app.detail.as_ref().filter(|d| d.id == s.state.id);
+    let tools = match detail {
+        Some(d) if !d.tools.is_empty() => d
+            .tools
+            .iter()
+            .map(|(pid, rss)| format!("{pid} ({})", bytes(*rss)))
+            .collect::<Vec<_>>()
+            .join("  "),
+        _ => s
+            .state
+            .instances
+            .iter()
+            .map(|i| format!("{} ({})", i.pid, i.state))
+            .collect::<Vec<_>>()
+            .join("  "),
+    };
+    let l = &s.state.latency_ms;
+    let label = |t: &'static str| Span::styled(format!("{t:<9}"), theme.title());
+    let lines = vec![
+        Line::from(vec![label("command"), Span::raw(app::command_line(s))]),
+        Line::from(vec![
+            label("cwd"),
+            Span::raw(s.state.cwd.display().to_string()),
+        ]),
+        Line::from(vec![
+            label("socket"),
+            Span::raw(s.state.socket.display().to_string()),
+        ]),
+        Line::from(vec![
+            label("log"),
+            Span::raw(s.state.log.display().to_string()),
+        ]),
+        Line::from(vec![label("tools"), Span::raw(tools)]),
+        Line::from(vec![
+            label("latency"),
+            Span::raw(format!(
+                "p50 {}  p95 {}  p99 {}  max {}  (last 60 s)   {} requests, {} errors",
+                ms(l.p50),
+                ms(l.p95),
+                ms(l.p99),
+                ms(l.max),
+                s.state.requests_total,
+                s.state.errors_total
+            )),
+        ]),
+    ];
+    frame.render_widget(Paragraph::new(lines), facts);
+    let [spark_label, spark_area] =
+        Layout::horizontal([Constraint::Length(9), Constraint::Fill(1)]).areas(spark);
+    frame.render_widget(
+        Paragraph::new(vec![Line::from(label("records")), Line::from("per sec")]),
+        spark_label,
+    );
+    let data: Vec<u64> = s.state.throughput.iter().map(|&v| v as u64).collect();
+    frame.render_widget(
+        Sparkline::default()
+            .data(&data)
+            .style(theme.fg(Color::Green)),
+        spark_area,
+    );
+    let log_lines: Vec<Line> = detail
+        .map(|d| {
+            d.log_tail
+                .iter()
+                .map(|l| Line::styled(l.clone(), theme.dim()))
+                .collect()
+        })
+        .unwrap_or_default();
+    frame.render_widget(Paragraph::new(log_lines), log);
+}
+
+fn key_bar(theme: Theme) -> Line<'static> {
+    // Fits 80 columns; `?` lists the rest.
+    let keys = [
+        ("↑↓", "move"),
+        ("Enter", "details"),
+        ("K", "kill"),
+        ("r", "restart"),
+        ("s", "sort"),
+        ("/", "filter"),
+        ("?", "help"),
+        ("q", "quit"),
+    ];
+    let mut spans = Vec::new();
+    for (k, what) in keys {
+        spans.push(Span::styled(k, theme.title()));
+        spans.push(Span::raw(format!(" {what}  ")));
+    }
+    Line::from(spans)
+}
+
+fn popup_area(area: Rect, width: u16, height: u16) -> Rect {
+    let [_, row, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(height),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let [_, cell, _] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(width.min(area.width)),
+        Constraint::Fill(1),
+    ])
+    .areas(row);
+    cell
+}
+
+fn draw_confirm(frame: &mut Frame, area: Rect, action: &Action, command: &str, theme: Theme) {
+    let (title, question) = match action {
+        Action::Kill(id) => (" Kill server ", format!("Stop server {}?", app::short(id))),
+        Action::Restart(id) => (
+            " Restart tool ",
+            format!("Restart the tool of {}?", app::short(id)),
+        ),
+        Action::CleanDead => (" Clean up ", "Clean up dead servers?".to_owned()),
+    };
+    let rect = popup_area(area, 60, 7);
+    let text = vec![
+        Line::from(question),
+        Line::from(Span::styled(command.to_owned(), theme.title())),
+        Line::default(),
+        Line::from("y: yes    n, Esc, Enter: no"),
+    ];
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(title)),
+        rect,
+    );
+}
+
+fn draw_help(frame: &mut Frame, area: Rect, _theme: Theme) {
+    let rect = popup_area(area, 56, 18);
+    let rows = [
+        ("↑ ↓  j k", "move the selection"),
+        ("PgUp PgDn", "move a page"),
+        ("g G  Home End", "first / last server"),
+        ("Enter", "open or close the detail pane"),
+        ("K  Delete", "kill the server (asks first)"),
+        ("r", "restart its tool (asks first)"),
+        ("s  S", "next sort column / reverse"),
+        ("/", "filter by command (Esc clears)"),
+        ("c", "clean up after dead servers"),
+        ("?", "this help"),
+        ("q  Esc  Ctrl-C", "quit"),
+    ];
+    let mut text: Vec<Line> = rows
+        .iter()
+        .map(|(k, what)| Line::from(format!(" {k:<15} {what}")))
+        .collect();
+    text.push(Line::default());
+    text.push(Line::from(" Any key closes this help."));
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(text).block(Block::bordered().title(" Keys ")),
+        rect,
+    );
+}
+
+fn count(n: u64) -> String {
+    match n {
+        n if n >= 10_000_000 => format!("{}M", n / 1_000_000),
+        n if n >= 100_000 => format!("{}k", n / 1000),
+        n => n.to_string(),
+    }
+}
+
+fn ms(v: f64) -> String {
+    match v {
+        v if v <= 0.0 => "-".into(),
+        v if v < 10.0 => format!("{v:.2}ms"),
+        v if v < 1000.0 => format!("{v:.0}ms"),
+        v => format!("{:.1}s", v / 1000.0),
+    }
+}
+
+fn bytes(b: u64) -> String {
+    match b {
+        0 => "-".into(),
+        b if b >= 1 << 30 => format!("{:.1}G", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{}M", b >> 20),
+        b => format!("{}k", b >> 10),
+    }
+}
+
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::app::tests::{at, server};
+    use crate::tui::event::{Detail, Event, Snapshot};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    fn fixture() -> App {
+        let mut busy = server(
+            "3f2a9c1b7d4e",
+            "tokenize --model models/en",
+            "2026-11-25T09:12:00.000Z",
+            1234,
+        );
+        busy.state.state = crate::core::state::Phase::Busy;
+        busy.state.clients_active = 2;
+        busy.state.clients_waiting = 1;
+        busy.state.instances[0].state = "busy".into();
+        busy.state.idle_deadline_at = None;
+        let mut stale = server(
+            "9c0ffee12345",
+            "parse -m models/de.bin",
+            "2026-11-25T11:58:00.000Z",
+            7,
+        );
+        stale.state.state = crate::core::state::Phase::Stale;
+        let mut dead = server(
+            "dead00beef01",
+            "sed -u s/a/b/",
+            "2026-11-25T08:00:00.000Z",
+            3,
+        );
+        dead.health = Health::Dead;
+        dead.tool_memory = 0;
+        let ready = server("0a1b2c3d4e5f", "cat", "2026-11-25T11:59:30.000Z", 0);
+        let mut app = App::new();
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:00.000Z"),
+            servers: vec![busy, stale, dead, ready],
+            detail: Some(Detail {
+                id: format!("{:0<64}", "3f2a9c1b7d4e"),
+                tools: vec![(4243, 52 << 20)],
+                log_tail: vec![
+                    "2026-11-25T11:59:58.101Z  INFO tool started: tokenize --model models/en pid=4243".into(),
+                    "2026-11-25T11:59:59.500Z  INFO stderr: loaded 1200000 entries pid=4243".into(),
+                ],
+            }),
+        }));
+        app
+    }
+
+    fn render(app: &App, width: u16, height: u16, color: bool) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|f| draw(f, app, Theme { color })).unwrap();
+        terminal.backend().to_string()
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        app.update(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    }
+
+    #[test]
+    fn table_at_80x24() {
+        insta::assert_snapshot!(render(&fixture(), 80, 24, false));
+    }
+
+    #[test]
+    fn table_at_120x30() {
+        insta::assert_snapshot!(render(&fixture(), 120, 30, false));
+    }
+
+    #[test]
+    fn detail_pane() {
+        let mut app = fixture();
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Enter);
+        insta::assert_snapshot!(render(&app, 100, 30, false));
+    }
+
+    #[test]
+    fn kill_confirmation_names_the_command() {
+        let mut app = fixture();
+        press(&mut app, KeyCode::Char('K'));
+        insta::assert_snapshot!(render(&app, 80, 24, false));
+    }
+
+    #[test]
+    fn help_popup() {
+        let mut app = fixture();
+        press(&mut app, KeyCode::Char('?'));
+        insta::assert_snapshot!(render(&app, 80, 24, false));
+    }
+
+    #[test]
+    fn empty_state_says_how_to_start() {
+        let app = App::new();
+        insta::assert_snapshot!(render(&app, 80, 24, false));
+    }
+
+    #[test]
+    fn sorted_and_filtered_header() {
+        let mut app = fixture();
+        press(&mut app, KeyCode::Char('s'));
+        press(&mut app, KeyCode::Char('S'));
+        press(&mut app, KeyCode::Char('/'));
+        for ch in "model".chars() {
+            press(&mut app, KeyCode::Char(ch));
+        }
+        press(&mut app, KeyCode::Enter);
+        insta::assert_snapshot!(render(&app, 100, 12, false));
+    }
+
+    #[test]
+    fn tiny_terminal_does_not_panic() {
+        let mut app = fixture();
+        press(&mut app, KeyCode::Enter);
+        for (w, h) in [(20, 5), (1, 1), (80, 8), (200, 60)] {
+            render(&app, w, h, true);
+        }
+    }
+}
