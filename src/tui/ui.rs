@@ -221,7 +221,7 @@ fn columns_for(width: u16) -> Vec<&'static Column> {
     let mut keep = [false; COLUMNS.len()];
     for priority in 0..=3 {
         for (i, c) in COLUMNS.iter().enumerate() {
-            if c.priority == priority && used + c.width + 1 <= width {
+            if c.priority == priority && used + c.width < width {
                 used += c.width + 1;
                 keep[i] = true;
             }
