@@ -422,3 +422,30 @@ fn log_option_puts_the_server_log_there() {
         log()
     );
 }
+
+#[test]
+fn input_ready_at_start_goes_with_the_greeting() {
+    let w = World::new();
+    // A file on stdin is ready at once: the first chunk is sent with the
+    // handshake, the rest streamed after it.
+    let input: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    let path = w.write("input.txt", &input);
+    for args in [&["run", "cat"][..], &["run", "-t", "^$", "cat"][..]] {
+        let out = w
+            .cmd(args)
+            .stdin(std::fs::File::open(&path).unwrap())
+            .output()
+            .unwrap();
+        if args.len() == 2 {
+            assert_eq!(ok_stdout(&out), input);
+        } else {
+            assert_eq!(out.status.code(), Some(65), "no blank line ends the record");
+        }
+    }
+    let out = w
+        .cmd(&["run", "cat"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(ok_stdout(&out), "");
+}

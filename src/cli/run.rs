@@ -32,14 +32,15 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
         id,
         log,
     };
-    let conn = autostart::connect_or_start(&target, args.no_spawn)?;
-    finish(conn, Some(&target.log))
+    let opening = client::ready_input();
+    let conn = autostart::connect_or_start(&target, args.no_spawn, &opening.frames)?;
+    finish(conn, opening.input_done, Some(&target.log))
 }
 
 /// Streams stdio through a welcomed connection; prints the server's
 /// message, if any, and returns the call's exit status.
-pub fn finish(conn: Connection, log: Option<&Path>) -> anyhow::Result<i32> {
-    let ending = client::stream_stdio(conn.stream).map_err(|mut f| {
+pub fn finish(conn: Connection, input_done: bool, log: Option<&Path>) -> anyhow::Result<i32> {
+    let ending = client::stream_stdio(conn.stream, input_done).map_err(|mut f| {
         if let Some(log) = log {
             f.message.push_str(&format!(" (see log {})", log.display()));
         }

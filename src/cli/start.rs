@@ -30,7 +30,7 @@ pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
         id,
         log: log.clone(),
     };
-    let conn = autostart::connect_or_start(&target, false)?;
+    let conn = autostart::connect_or_start(&target, false, &[])?;
     // A call with no record returns once the tool runs (and its prelude is
     // read); with the probe, once that is answered.
     let input = args

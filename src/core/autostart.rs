@@ -43,7 +43,9 @@ pub struct Target<'a> {
 
 /// Connects to the command's server, starting one if there is none (unless
 /// `no_spawn`).
-pub fn connect_or_start(t: &Target, no_spawn: bool) -> Result<Connection, Fatal> {
+/// `opening` goes with the Hello (see [`client::Opening`]); it is sent
+/// again if a server closes before its Welcome.
+pub fn connect_or_start(t: &Target, no_spawn: bool, opening: &[u8]) -> Result<Connection, Fatal> {
     let socket = t.dir.socket(&t.id);
     for _ in 0..ATTEMPTS {
         if !t.dir.verify().map_err(unavailable)? && no_spawn {
@@ -54,7 +56,7 @@ pub fn connect_or_start(t: &Target, no_spawn: bool) -> Result<Connection, Fatal>
             None if no_spawn => return Err(no_server(&socket)),
             None => start(t, &socket)?,
         };
-        if let Some(c) = welcome(stream)? {
+        if let Some(c) = welcome(stream, opening)? {
             return Ok(c);
         }
     }
@@ -68,8 +70,8 @@ pub fn connect_or_start(t: &Target, no_spawn: bool) -> Result<Connection, Fatal>
     ))
 }
 
-fn welcome(mut stream: UnixStream) -> Result<Option<Connection>, Fatal> {
-    match client::handshake(&mut stream, Purpose::Run) {
+fn welcome(mut stream: UnixStream, opening: &[u8]) -> Result<Option<Connection>, Fatal> {
+    match client::handshake(&mut stream, Purpose::Run, opening) {
         Ok(Handshake::Welcome(server_pid)) => Ok(Some(Connection { stream, server_pid })),
         Ok(Handshake::Closed) => Ok(None),
         Err(e) => Err(Fatal::new(

@@ -54,8 +54,16 @@ pub enum Handshake {
     Closed,
 }
 
-pub fn handshake(stream: &mut UnixStream, purpose: Purpose) -> Result<Handshake, ProtocolError> {
-    if let Err(e) = stream.write_all(&protocol::hello(purpose)) {
+/// Greets the server, sending `opening` (frames that follow the Hello)
+/// in the same write, and waits for its Welcome.
+pub fn handshake(
+    stream: &mut UnixStream,
+    purpose: Purpose,
+    opening: &[u8],
+) -> Result<Handshake, ProtocolError> {
+    let mut hello = protocol::hello(purpose);
+    hello.extend_from_slice(opening);
+    if let Err(e) = stream.write_all(&hello) {
         return closed_or(e);
     }
     match protocol::read_frame(stream) {
@@ -84,14 +92,69 @@ pub struct Ending {
     pub message: Option<String>,
 }
 
+/// Input that is there at once, sent with the Hello: a call whose whole
+/// input is ready (`echo x | viasock run ...`) needs no second write and no
+/// second thread.
+#[derive(Default)]
+pub struct Opening {
+    /// Data (and maybe End) frames.
+    pub frames: Vec<u8>,
+    /// The End frame is among them: stdin is done.
+    pub input_done: bool,
+}
+
+/// Reads what stdin has ready without waiting (at most one chunk).
+pub fn ready_input() -> Opening {
+    let mut opening = Opening::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut have = 0;
+    let stdin = io::stdin();
+    // Twice at most: a short input is usually followed by its end of file.
+    for _ in 0..2 {
+        if have == buf.len() || !readable_now(&stdin) {
+            break;
+        }
+        match stdin.lock().read(&mut buf[have..]) {
+            Ok(0) => {
+                opening.input_done = true;
+                break;
+            }
+            Ok(n) => have += n,
+            Err(_) => break,
+        }
+    }
+    if have > 0 {
+        protocol::encode(Kind::Data, &buf[..have], &mut opening.frames);
+    }
+    if opening.input_done {
+        protocol::encode(Kind::End, &[], &mut opening.frames);
+    }
+    opening
+}
+
+fn readable_now(fd: &impl std::os::fd::AsFd) -> bool {
+    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(1))
+        && fds[0]
+            .revents()
+            .intersects(rustix::event::PollFlags::IN | rustix::event::PollFlags::HUP)
+}
+
 /// Streams stdin through the server to stdout and returns the server's
 /// final word. A closed stdout (`| head`) ends the call quietly with 141,
-/// as it would end `cat`.
-pub fn stream_stdio(stream: UnixStream) -> Result<Ending, Fatal> {
-    let mut to_server = stream
-        .try_clone()
-        .map_err(|e| Fatal::new(status::FAILURE, format!("cannot use the socket: {e}")))?;
-    std::thread::spawn(move || pump_stdin(&mut to_server));
+/// as it would end `cat`. `input_done`: the whole input went with the
+/// opening.
+pub fn stream_stdio(stream: UnixStream, input_done: bool) -> Result<Ending, Fatal> {
+    if !input_done {
+        let mut to_server = stream
+            .try_clone()
+            .map_err(|e| Fatal::new(status::FAILURE, format!("cannot use the socket: {e}")))?;
+        std::thread::spawn(move || pump_stdin(&mut to_server));
+    }
     let mut stdout = io::stdout().lock();
     let ending = answers(stream, |out| match stdout.write_all(out) {
         Ok(()) => Ok(true),

@@ -23,7 +23,7 @@ pub fn request(f: &Found, command: &str) -> anyhow::Result<Option<u32>> {
     let Some(mut stream) = client::connect(&f.state.socket)? else {
         return Ok(None);
     };
-    let pid = match client::handshake(&mut stream, Purpose::Control)? {
+    let pid = match client::handshake(&mut stream, Purpose::Control, &[])? {
         Handshake::Welcome(pid) => pid,
         Handshake::Closed => return Ok(None),
     };

@@ -590,6 +590,9 @@ async fn watch_signals(shared: Arc<Shared>) {
     }
 }
 
+/// How long after a change the state file is written.
+const CHANGE_DELAY: Duration = Duration::from_millis(20);
+
 /// Writes the state file on every change (at most five times a second) and
 /// at least once a second, which also closes each second of throughput.
 async fn write_states(shared: Arc<Shared>, pool: Rc<Pool>, path: PathBuf, start_ticks: u64) {
@@ -601,7 +604,11 @@ async fn write_states(shared: Arc<Shared>, pool: Rc<Pool>, path: PathBuf, start_
     loop {
         tokio::select! {
             _ = second.tick() => stats.tick_second(),
-            _ = stats.dirty.notified() => {}
+            _ = stats.dirty.notified() => {
+                // A change is written a moment later, not in the middle of
+                // the quick call that made it: the call comes first.
+                tokio::time::sleep(CHANGE_DELAY).await;
+            }
             _ = mode.changed() => {}
         }
         if let Err(e) = state::write_state(&path, &snapshot(&shared, &pool, start_ticks))

@@ -33,11 +33,11 @@ use crate::core::protocol::{self, Kind};
 use crate::core::state::Stats;
 
 /// Bytes of input a request may queue before its reader waits.
-const INPUT_QUEUE: usize = 4 << 20;
+const INPUT_QUEUE: usize = 1 << 20;
 /// Bytes of answers waiting for a slow client beyond which its records are
 /// held back (so a client that does not read cannot make us buffer without
 /// end, nor stall anybody else).
-const OUTPUT_HIGH_WATER: usize = 4 << 20;
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Longest wait for one answer owed to a client that has gone, when no
 /// `-w` is set; after it the instance is killed rather than kept busy.
 const ORPHAN_ANSWER_WAIT: Duration = Duration::from_secs(30);
