@@ -7,7 +7,7 @@ use crate::core::state::Health;
 use crate::core::status;
 
 pub fn kill(cli: &Cli, args: &KillArgs) -> anyhow::Result<i32> {
-    let found = select::discover(cli);
+    let found = select::discover(cli)?;
     let chosen = if args.all || args.stale {
         found
     } else {

@@ -13,7 +13,7 @@ use crate::core::{Fatal, logfile, status};
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<i32> {
-    let found = select::discover(cli);
+    let found = select::discover(cli)?;
     let chosen = select::by_prefixes(&found, std::slice::from_ref(&args.id))?;
     let log = &chosen[0].state.log;
     if log.as_os_str().is_empty() {

@@ -6,7 +6,7 @@ use crate::cli::{Cli, LsArgs, select};
 use crate::core::state::{self, Found, Health, Phase};
 
 pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
-    let found = select::discover(cli);
+    let found = select::discover(cli)?;
     if args.json {
         let states: Vec<_> = found.iter().map(shown_state).collect();
         println!("{}", serde_json::to_string_pretty(&states)?);

@@ -6,7 +6,7 @@ use crate::core::control;
 use crate::core::status;
 
 pub fn restart(cli: &Cli, args: &RestartArgs) -> anyhow::Result<i32> {
-    let found = select::discover(cli);
+    let found = select::discover(cli)?;
     let mut failed = 0;
     for f in select::by_prefixes(&found, &args.ids)? {
         if let Err(e) = control::restart(&f) {

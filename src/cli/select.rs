@@ -16,8 +16,8 @@ pub fn scope(cli: &Cli) -> Option<std::path::PathBuf> {
 }
 
 /// The servers in scope.
-pub fn discover(cli: &Cli) -> Vec<Found> {
-    state::discover(scope(cli).as_deref())
+pub fn discover(cli: &Cli) -> Result<Vec<Found>, Fatal> {
+    state::discover(scope(cli).as_deref()).map_err(|e| Fatal::new(status::FAILURE, e.to_string()))
 }
 
 /// The servers named by `ids` (unique prefixes of their ids).

@@ -358,12 +358,19 @@ pub struct Found {
 }
 
 /// Every server of the user (`narrow` = None), or of one state directory.
-pub fn discover(narrow: Option<&Path>) -> Vec<Found> {
+/// Only state files in directories that pass the checks of
+/// [`check_dir`] are read: nobody else can have written them.
+pub fn discover(narrow: Option<&Path>) -> Result<Vec<Found>, PathError> {
     let mut found = Vec::new();
-    let registry = registry().ok();
     match narrow {
         Some(dir) => {
             let sockets = dir.join("sockets");
+            if !sockets.exists() {
+                return Ok(found);
+            }
+            check_dir(dir)?;
+            check_dir(&sockets)?;
+            let registry = registry().ok();
             for e in fs::read_dir(&sockets).into_iter().flatten().flatten() {
                 let p = e.path();
                 if p.extension().is_some_and(|x| x == "json") {
@@ -376,8 +383,8 @@ pub fn discover(narrow: Option<&Path>) -> Vec<Found> {
             }
         }
         None => {
-            let Some(reg) = &registry else { return found };
-            for e in fs::read_dir(reg).into_iter().flatten().flatten() {
+            let reg = registry()?;
+            for e in fs::read_dir(&reg).into_iter().flatten().flatten() {
                 let entry = e.path();
                 if entry.extension().is_none_or(|x| x != "ref") {
                     continue;
@@ -386,7 +393,11 @@ pub fn discover(narrow: Option<&Path>) -> Vec<Found> {
                     continue;
                 };
                 let path = PathBuf::from(std::ffi::OsStr::from_bytes(&target));
-                if !push_found(&mut found, path, Some(entry.clone())) {
+                let trusted = path.parent().is_some_and(|sockets| {
+                    check_dir(sockets).is_ok()
+                        && sockets.parent().is_some_and(|d| check_dir(d).is_ok())
+                });
+                if !trusted || !push_found(&mut found, path, Some(entry.clone())) {
                     // The server's files are gone: a leftover pointer.
                     let _ = fs::remove_file(&entry);
                 }
@@ -394,7 +405,7 @@ pub fn discover(narrow: Option<&Path>) -> Vec<Found> {
         }
     }
     found.sort_by(|a, b| a.state.started_at.cmp(&b.state.started_at));
-    found
+    Ok(found)
 }
 
 fn push_found(found: &mut Vec<Found>, path: PathBuf, entry: Option<PathBuf>) -> bool {
@@ -438,18 +449,19 @@ fn health(s: &ServerState) -> Health {
 }
 
 /// Removes what a dead server left behind: socket, state file, lock and
-/// registry entry. The log stays.
+/// registry entry (the log stays). The paths are derived from where the
+/// state file is, not taken from its content.
 pub fn clean_up(f: &Found) {
-    let _ = fs::remove_file(&f.state.socket);
+    let _ = fs::remove_file(f.state_path.with_extension("sock"));
     let _ = fs::remove_file(&f.state_path);
-    let stem = f
-        .state_path
-        .file_stem()
-        .map(|s| s.to_owned())
-        .unwrap_or_default();
-    let mut lock = f.state.dir.join("locks").join(stem);
-    lock.set_extension("lock");
-    let _ = fs::remove_file(lock);
+    if let (Some(stem), Some(dir)) = (
+        f.state_path.file_stem(),
+        f.state_path.parent().and_then(Path::parent),
+    ) {
+        let mut lock = dir.join("locks").join(stem);
+        lock.set_extension("lock");
+        let _ = fs::remove_file(lock);
+    }
     if let Some(e) = &f.entry {
         let _ = fs::remove_file(e);
     }

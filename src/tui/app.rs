@@ -137,9 +137,13 @@ impl App {
     fn refresh(&mut self, snap: Snapshot) {
         let Snapshot {
             now,
+            error,
             servers,
             detail,
         } = snap;
+        if let Some(e) = error {
+            self.status = Some(e);
+        }
         self.now = now;
         self.servers = servers;
         self.detail = detail;
@@ -425,6 +429,7 @@ pub mod tests {
         let mut app = App::new();
         app.update(Event::Refresh(Snapshot {
             now: at("2026-11-25T12:00:00.000Z"),
+            error: None,
             servers,
             detail: None,
         }));
@@ -474,6 +479,7 @@ pub mod tests {
         more.insert(0, server("000", "cat", "2026-11-25T10:00:00.000Z", 1));
         app.update(Event::Refresh(Snapshot {
             now: at("2026-11-25T12:00:01.000Z"),
+            error: None,
             servers: more,
             detail: None,
         }));
@@ -499,12 +505,14 @@ pub mod tests {
         two.pop();
         app.update(Event::Refresh(Snapshot {
             now: at("2026-11-25T12:00:01.000Z"),
+            error: None,
             servers: two,
             detail: None,
         }));
         assert_eq!(app.selected_row(), Some(1));
         app.update(Event::Refresh(Snapshot {
             now: at("2026-11-25T12:00:02.000Z"),
+            error: None,
             servers: Vec::new(),
             detail: None,
         }));
@@ -573,6 +581,7 @@ pub mod tests {
         servers[1].health = Health::Dead;
         app.update(Event::Refresh(Snapshot {
             now: at("2026-11-25T12:00:01.000Z"),
+            error: None,
             servers,
             detail: None,
         }));

@@ -31,6 +31,8 @@ pub enum Action {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub now: SystemTime,
+    /// Why the servers could not be read (a refused registry).
+    pub error: Option<String>,
     pub servers: Vec<Server>,
     /// Extra facts about the selected server, for the detail pane.
     pub detail: Option<Detail>,

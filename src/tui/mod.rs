@@ -115,7 +115,10 @@ fn watch_signals(tx: mpsc::Sender<Event>) {
 
 /// The servers as their state files and `/proc` show them now.
 fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapshot {
-    let found = state::discover(narrow);
+    let (found, error) = match state::discover(narrow) {
+        Ok(f) => (f, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let memory = procinfo::rss_by_group();
     let tool_memory = |f: &Found| -> u64 {
         f.state
@@ -138,6 +141,7 @@ fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapsho
         });
     Snapshot {
         now: SystemTime::now(),
+        error,
         servers: found
             .iter()
             .map(|f| Server {
@@ -157,7 +161,7 @@ fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapsho
 /// Runs an action on a thread; its outcome comes back as [`Event::Done`].
 fn perform(action: Action, narrow: Option<PathBuf>, tx: mpsc::Sender<Event>) {
     std::thread::spawn(move || {
-        let found = state::discover(narrow.as_deref());
+        let found = state::discover(narrow.as_deref()).unwrap_or_default();
         let by_id = |id: &str| found.iter().find(|f| f.state.id == id);
         let message = match &action {
             Action::Kill(id) => match by_id(id) {

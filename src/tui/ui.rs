@@ -580,6 +580,7 @@ mod tests {
         let mut app = App::new();
         app.update(Event::Refresh(Snapshot {
             now: at("2026-11-25T12:00:00.000Z"),
+            error: None,
             servers: vec![busy, stale, dead, ready],
             detail: Some(Detail {
                 id: format!("{:0<64}", "3f2a9c1b7d4e"),
