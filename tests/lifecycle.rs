@@ -324,3 +324,19 @@ fn unsolicited_output_retires_the_instance() {
     assert!(got == ": c\n" || got == "banner\n", "{got:?}");
     assert!(w.logs().contains("nobody asked for"), "{}", w.logs());
 }
+
+#[test]
+fn unwritable_log_costs_the_log_not_the_service() {
+    let w = World::new();
+    // Nobody, not even root, can create a file in /proc.
+    let args = ["run", "-l", "/proc/viasock-test-no-such.log", "cat"];
+    let out = w.run(&args, b"x\n");
+    assert_eq!(ok_stdout(&out), "x\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("viasock: warning: cannot write log /proc/"),
+        "{err}"
+    );
+    assert_eq!(ok_stdout(&w.run(&args, b"y\n")), "y\n");
+    assert_eq!(w.server_pids().len(), 1);
+}

@@ -81,11 +81,22 @@ fn init_logging(log: Option<&std::path::Path>) -> anyhow::Result<()> {
         .with_target(false);
     match log {
         Some(path) => {
-            // Fail early and clearly if the log cannot be written at all.
-            drop(
-                open_private_append(path)
-                    .with_context(|| format!("cannot open log {}", path.display()))?,
-            );
+            match open_private_append(path) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    anyhow::bail!("cannot open log {}: it is a symlink", path.display());
+                }
+                Err(e) => {
+                    // Serving matters more than logging (a full or
+                    // read-only disk): go on, logging to stderr.
+                    builder.with_writer(std::io::stderr).init();
+                    tracing::warn!(
+                        "cannot write log {}: {e}; running without it",
+                        path.display()
+                    );
+                    return Ok(());
+                }
+            }
             let mut options = std::fs::OpenOptions::new();
             options
                 .read(true)

@@ -149,8 +149,24 @@ pub fn lock(path: &Path) -> io::Result<File> {
 /// Runs `viasock serve` for the command in a new session, its output in the
 /// log, and waits until it listens.
 fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
-    let log = open_private_append(&t.log)
-        .map_err(|e| unavailable(format!("cannot open log {}: {e}", t.log.display())))?;
+    let log = match open_private_append(&t.log) {
+        Ok(f) => Stdio::from(f),
+        // A symlink where the log goes was planted: refuse.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(unavailable(format!(
+                "cannot open log {}: it is a symlink",
+                t.log.display()
+            )));
+        }
+        // A read-only or full disk costs the log, not the service.
+        Err(e) => {
+            eprintln!(
+                "viasock: warning: cannot write log {}: {e}; the server runs without a log",
+                t.log.display()
+            );
+            Stdio::null()
+        }
+    };
     let exe = std::env::current_exe()
         .map_err(|e| unavailable(format!("cannot find the viasock executable: {e}")))?;
     let mut cmd = Command::new(exe);
