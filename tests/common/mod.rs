@@ -140,10 +140,13 @@ impl Drop for World {
 /// Feeds `input` to a started call and waits for it, at most a minute.
 pub fn finish(mut child: Child, input: &[u8]) -> Output {
     let pid = child.id();
-    let mut stdin = child.stdin.take().expect("stdin");
+    // A caller that kept stdin for itself (to write by hand) has `None` here.
+    let stdin = child.stdin.take();
     let input = input.to_vec();
     let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&input);
+        }
     });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
