@@ -449,3 +449,20 @@ fn input_ready_at_start_goes_with_the_greeting() {
         .unwrap();
     assert_eq!(ok_stdout(&out), "");
 }
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let w = World::new();
+    for (shell, marker) in [
+        ("bash", "_viasock()"),
+        ("zsh", "#compdef viasock"),
+        ("fish", "complete -c viasock"),
+    ] {
+        let out = w.run(&["completions", shell], b"");
+        let script = ok_stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script:.200}");
+        assert!(script.contains("restart"), "{shell}: subcommands missing");
+    }
+    let out = w.run(&["completions", "nosuchshell"], b"");
+    assert_eq!(out.status.code(), Some(2));
+}

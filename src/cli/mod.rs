@@ -58,6 +58,15 @@ pub enum Command {
     Logs(LogsArgs),
     /// A live monitor of the servers.
     Top,
+    /// Print a shell completion script (for example:
+    /// `viasock completions bash > ~/.local/share/bash-completion/completions/viasock`).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +261,18 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("not a usable number of seconds: {s}"))
 }
 
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
+    // Generated into memory first: the generator panics on a write error,
+    // and `| head` is not an error.
+    let mut script = Vec::new();
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "viasock", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
+}
+
 /// Parses the command line, runs the command and returns its exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -265,6 +286,7 @@ pub fn main() -> ExitCode {
         Command::Restart(a) => restart::restart(&cli, a),
         Command::Logs(a) => logs::logs(&cli, a),
         Command::Top => crate::tui::run(select::scope(&cli)),
+        Command::Completions(a) => completions(a.shell),
     };
     let code = match result {
         Ok(code) => code,
