@@ -626,6 +626,7 @@ fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> ServerState {
     let stats = pool.stats();
     let workers = pool.workers();
     let active = shared.active.load(Ordering::SeqCst);
+    let waiting = pool.waiting();
     let now = SystemTime::now();
     let state = match *shared.mode.borrow() {
         Mode::Running if active > 0 => Phase::Busy,
@@ -691,8 +692,9 @@ fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> ServerState {
                 records: w.records(),
             })
             .collect(),
-        clients_active: active,
-        clients_waiting: pool.waiting(),
+        // Connected calls that wait for an instance are counted apart.
+        clients_active: active.saturating_sub(waiting),
+        clients_waiting: waiting,
         requests_total: stats.requests_total.get(),
         records_total: stats.records_total.get(),
         bytes_in: stats.bytes_in.get(),

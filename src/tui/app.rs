@@ -12,6 +12,8 @@ use crate::tui::event::{Action, Detail, Event, Server, Snapshot};
 
 /// Rows a PgUp/PgDn moves.
 pub const PAGE: usize = 10;
+/// How long an outcome stays in the status line once nothing is pending.
+pub const STATUS_FOR: Duration = Duration::from_secs(5);
 
 /// Columns the table can be sorted by, in the order `s` cycles them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +53,11 @@ impl SortKey {
         }
     }
 
+    /// Whether the largest value comes first (oldest first for uptime).
+    pub fn descending(self) -> bool {
+        !matches!(self, Self::Id | Self::Command | Self::State)
+    }
+
     fn next(self) -> Self {
         let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
         Self::ALL[(i + 1) % Self::ALL.len()]
@@ -87,6 +94,13 @@ pub struct App {
     pub detail_open: bool,
     pub popup: Option<Popup>,
     pub status: Option<String>,
+    /// When the status was set (by the snapshot clock), for its expiry.
+    status_at: SystemTime,
+    /// Actions handed out whose outcome has not come back.
+    pending: usize,
+    /// First visible row of the table: kept between frames so the view
+    /// does not jump. Only the drawing sets it, from the rows it fits.
+    pub scroll: std::cell::Cell<usize>,
     pub quit: bool,
 }
 
@@ -111,6 +125,9 @@ impl App {
             detail_open: false,
             popup: None,
             status: None,
+            status_at: SystemTime::UNIX_EPOCH,
+            pending: 0,
+            scroll: std::cell::Cell::new(0),
             quit: false,
         }
     }
@@ -123,15 +140,27 @@ impl App {
                 None
             }
             Event::Done(message) => {
-                self.status = Some(message);
+                self.pending = self.pending.saturating_sub(1);
+                self.say(message);
                 None
             }
             Event::Quit => {
                 self.quit = true;
                 None
             }
-            Event::Key(key) => self.key(key),
+            Event::Key(key) => {
+                let action = self.key(key);
+                if action.is_some() {
+                    self.pending += 1;
+                }
+                action
+            }
         }
+    }
+
+    fn say(&mut self, message: impl Into<String>) {
+        self.status = Some(message.into());
+        self.status_at = self.now;
     }
 
     fn refresh(&mut self, snap: Snapshot) {
@@ -141,10 +170,14 @@ impl App {
             servers,
             detail,
         } = snap;
-        if let Some(e) = error {
-            self.status = Some(e);
-        }
         self.now = now;
+        let shown_for = now.duration_since(self.status_at).unwrap_or_default();
+        if self.pending == 0 && shown_for >= STATUS_FOR {
+            self.status = None;
+        }
+        if let Some(e) = error {
+            self.say(e);
+        }
         self.servers = servers;
         self.detail = detail;
         self.keep_selection();
@@ -230,21 +263,24 @@ impl App {
             return None;
         }
         if let Some(popup) = self.popup.take() {
-            return match popup {
-                Popup::Confirm(c)
-                    if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) =>
-                {
-                    let (verb, id) = match &c.action {
-                        Action::Kill(id) => ("stopping", id),
-                        Action::Restart(id) => ("restarting", id),
-                        Action::CleanDead => ("cleaning up", &String::new()),
-                    };
-                    self.status = Some(format!("{verb} {}…", short(id)));
-                    Some(c.action)
-                }
-                // Default no: any other key cancels; help closes on any key.
-                _ => None,
+            let Popup::Confirm(c) = popup else {
+                // Help closes on any key.
+                return None;
             };
+            let action = match (key.code, c.action) {
+                (KeyCode::Char('y' | 'Y'), action) => action,
+                (KeyCode::Char('f' | 'F'), Action::Kill(id)) => Action::ForceKill(id),
+                // Default no: any other key cancels.
+                _ => return None,
+            };
+            let message = match &action {
+                Action::Kill(id) => format!("stopping {} (its calls finish first)…", short(id)),
+                Action::ForceKill(id) => format!("stopping {} now…", short(id)),
+                Action::Restart(id) => format!("restarting the tool of {}…", short(id)),
+                Action::CleanDead => "cleaning up…".to_owned(),
+            };
+            self.say(message);
+            return Some(action);
         }
         if self.filtering {
             match key.code {
@@ -262,7 +298,6 @@ impl App {
             self.keep_selection();
             return None;
         }
-        self.status = None;
         match key.code {
             KeyCode::Char('q') => self.quit = true,
             KeyCode::Esc if !self.filter.is_empty() => {
@@ -294,9 +329,9 @@ impl App {
                     .filter(|s| s.health == Health::Dead)
                     .count();
                 if dead == 0 {
-                    self.status = Some("no dead servers to clean up".into());
+                    self.say("no dead servers to clean up");
                 } else {
-                    self.status = Some(format!("cleaning up {dead} dead server(s)…"));
+                    self.say(format!("cleaning up {dead} dead server(s)…"));
                     return Some(Action::CleanDead);
                 }
             }
@@ -307,18 +342,30 @@ impl App {
         None
     }
 
-    /// Opens the y/n question for an action on the selected server.
+    /// Opens the y/n question for an action on the selected server, or
+    /// says at once why there is nothing to ask.
     fn ask(&mut self, action: fn(String) -> Action) {
-        match self.selected_server() {
+        let refusal = match self.selected_server() {
+            None => "no server selected".to_owned(),
+            Some(s) if s.health == Health::Dead => format!(
+                "{} is dead already: c cleans up after dead servers",
+                short(&s.state.id)
+            ),
+            Some(s) if s.health == Health::Remote => format!(
+                "{} runs on host {}: control it there",
+                short(&s.state.id),
+                s.state.host
+            ),
             Some(s) => {
                 let command = command_line(s);
                 self.popup = Some(Popup::Confirm(Confirm {
                     action: action(s.state.id.clone()),
                     command,
                 }));
+                return;
             }
-            None => self.status = Some("no server selected".into()),
-        }
+        };
+        self.say(refusal);
     }
 }
 
@@ -326,10 +373,26 @@ pub fn command_line(s: &Server) -> String {
     s.state.command.join(" ")
 }
 
-/// The state as a word: a dead server says so whatever its file says.
+/// The command as the table shows it: the program's file name (the
+/// detail pane has the full path) and the arguments.
+pub fn short_command(s: &Server) -> String {
+    let mut words = s.state.command.iter();
+    let program = words
+        .next()
+        .map_or("", |p| p.rsplit('/').next().unwrap_or(p));
+    std::iter::once(program)
+        .chain(words.map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The state as a word: a dead server says so whatever its file says, and
+/// one of another host is not judged from here.
 pub fn state_label(s: &Server) -> &'static str {
-    if s.health == Health::Dead {
-        return "dead";
+    match s.health {
+        Health::Dead => return "dead",
+        Health::Remote => return "remote",
+        Health::Live => {}
     }
     match s.state.state {
         Phase::Starting => "starting",
@@ -348,7 +411,7 @@ pub fn rate(s: &Server) -> f64 {
 
 /// Seconds until the server idles out, counted from `now`.
 pub fn idle_left(s: &Server, now: SystemTime) -> Option<Duration> {
-    if s.health == Health::Dead {
+    if s.health != Health::Live {
         return None;
     }
     let deadline = state::parse_time(s.state.idle_deadline_at.as_ref()?)?;
@@ -356,7 +419,7 @@ pub fn idle_left(s: &Server, now: SystemTime) -> Option<Duration> {
 }
 
 pub fn uptime(s: &Server, now: SystemTime) -> Option<Duration> {
-    if s.health == Health::Dead {
+    if s.health != Health::Live {
         return None;
     }
     now.duration_since(state::parse_time(&s.state.started_at)?)
@@ -586,6 +649,87 @@ pub mod tests {
             detail: None,
         }));
         assert_eq!(app.update(key(KeyCode::Char('c'))), Some(Action::CleanDead));
+    }
+
+    #[test]
+    fn kill_can_be_forced_from_the_question() {
+        let mut app = app_with(three());
+        app.update(key(KeyCode::Char('K')));
+        let action = app.update(key(KeyCode::Char('f')));
+        assert_eq!(action, Some(Action::ForceKill(format!("{:0<64}", "aaa"))));
+        // `f` means nothing to a restart question: it is a no.
+        app.update(key(KeyCode::Char('r')));
+        assert_eq!(app.update(key(KeyCode::Char('f'))), None);
+    }
+
+    #[test]
+    fn dead_and_remote_servers_are_not_asked_about() {
+        let mut servers = three();
+        servers[0].health = Health::Dead;
+        servers[1].health = Health::Remote;
+        servers[1].state.host = "otherhost".into();
+        let mut app = app_with(servers);
+        for k in ['K', 'r'] {
+            app.update(key(KeyCode::Char(k)));
+            assert_eq!(app.popup, None);
+            assert!(app.status.as_ref().unwrap().contains("is dead already"));
+        }
+        app.update(key(KeyCode::Down));
+        app.update(key(KeyCode::Char('K')));
+        assert_eq!(app.popup, None);
+        assert!(
+            app.status
+                .as_ref()
+                .unwrap()
+                .contains("runs on host otherhost")
+        );
+        assert_eq!(state_label(app.selected_server().unwrap()), "remote");
+    }
+
+    #[test]
+    fn status_goes_away_after_a_while_but_not_while_an_action_runs() {
+        let mut app = app_with(three());
+        let refresh_at = |app: &mut App, t: &str| {
+            app.update(Event::Refresh(Snapshot {
+                now: at(t),
+                error: None,
+                servers: three(),
+                detail: None,
+            }));
+        };
+        app.update(key(KeyCode::Char('K')));
+        assert!(app.update(key(KeyCode::Char('y'))).is_some());
+        refresh_at(&mut app, "2026-11-25T12:00:30.000Z");
+        assert!(
+            app.status.as_ref().unwrap().starts_with("stopping"),
+            "pending"
+        );
+        app.update(Event::Done("stopped aaa".into()));
+        refresh_at(&mut app, "2026-11-25T12:00:33.000Z");
+        assert_eq!(app.status.as_deref(), Some("stopped aaa"));
+        refresh_at(&mut app, "2026-11-25T12:00:36.000Z");
+        assert_eq!(app.status, None);
+    }
+
+    #[test]
+    fn sort_arrow_follows_what_is_on_top() {
+        let mut app = app_with(three());
+        assert!(app.sort.descending(), "oldest (largest uptime) first");
+        app.update(key(KeyCode::Char('s')));
+        assert_eq!(app.sort, SortKey::Id);
+        assert!(!app.sort.descending());
+    }
+
+    #[test]
+    fn table_shows_the_program_name_not_its_path() {
+        let s = server(
+            "aaa",
+            "/opt/nlp/bin/parse -m /m/en",
+            "2026-11-25T11:00:00.000Z",
+            1,
+        );
+        assert_eq!(short_command(&s), "parse -m /m/en");
+        assert_eq!(command_line(&s), "/opt/nlp/bin/parse -m /m/en");
     }
 
     #[test]

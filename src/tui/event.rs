@@ -22,7 +22,10 @@ pub enum Event {
 /// as [`Event::Done`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Stop the server once its calls in flight finish.
     Kill(String),
+    /// Stop it without waiting for its calls.
+    ForceKill(String),
     Restart(String),
     CleanDead,
 }

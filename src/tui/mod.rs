@@ -65,12 +65,17 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
             }
         }
         events.extend(rx.try_iter());
+        let was_selected = app.selected.clone();
         for e in events {
             if let Some(action) = app.update(e) {
                 perform(action, narrow.clone(), tx.clone());
                 // Show the outcome as soon as there is one.
                 last_read = Instant::now() - REFRESH;
             }
+        }
+        if app.selected != was_selected && app.detail_open {
+            // The detail pane's facts are read for the selected server only.
+            last_read = Instant::now() - REFRESH;
         }
     }
     Ok(0)
@@ -129,6 +134,9 @@ fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapsho
     };
     let detail = selected
         .and_then(|id| found.iter().find(|f| f.state.id == id))
+        // The pids of a dead or remote server are nobody's or another
+        // machine's: /proc says nothing about them.
+        .filter(|f| f.health == Health::Live)
         .map(|f| Detail {
             id: f.state.id.clone(),
             tools: f
@@ -164,9 +172,9 @@ fn perform(action: Action, narrow: Option<PathBuf>, tx: mpsc::Sender<Event>) {
         let found = state::discover(narrow.as_deref()).unwrap_or_default();
         let by_id = |id: &str| found.iter().find(|f| f.state.id == id);
         let message = match &action {
-            Action::Kill(id) => match by_id(id) {
+            Action::Kill(id) | Action::ForceKill(id) => match by_id(id) {
                 None => format!("{} is gone already", app::short(id)),
-                Some(f) => match control::stop(f, false) {
+                Some(f) => match control::stop(f, matches!(action, Action::ForceKill(_))) {
                     Ok(()) => format!("stopped {}", app::short(id)),
                     Err(e) => format!("kill {} failed: {e:#}", app::short(id)),
                 },

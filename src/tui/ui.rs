@@ -87,9 +87,10 @@ const COLUMNS: [Column; 12] = [
             format!("{busy}/{}", s.state.instances.len())
         },
     },
+    // Calls being served, `+N` waiting.
     Column {
-        name: "CLIENTS",
-        width: 7,
+        name: "CLNT",
+        width: 5,
         priority: 1,
         cell: |s, _| match s.state.clients_waiting {
             0 => s.state.clients_active.to_string(),
@@ -98,7 +99,7 @@ const COLUMNS: [Column; 12] = [
     },
     Column {
         name: "REQS",
-        width: 6,
+        width: 5,
         priority: 1,
         cell: |s, _| count(s.state.requests_total),
     },
@@ -110,9 +111,9 @@ const COLUMNS: [Column; 12] = [
     },
     Column {
         name: "IDLE",
-        width: 5,
+        width: 6,
         priority: 1,
-        cell: |s, a| app::idle_left(s, a.now).map_or("-".into(), |d| format!("{}s", d.as_secs())),
+        cell: |s, a| app::idle_left(s, a.now).map_or("-".into(), |d| duration(d.as_secs())),
     },
     Column {
         name: "P99",
@@ -128,7 +129,7 @@ const COLUMNS: [Column; 12] = [
     },
     Column {
         name: "UPTIME",
-        width: 6,
+        width: 7,
         priority: 2,
         cell: |s, a| app::uptime(s, a.now).map_or("-".into(), |d| duration(d.as_secs())),
     },
@@ -153,7 +154,7 @@ const HIGHLIGHT: &str = "▶ ";
 pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     let area = frame.area();
     let detail_height = if app.detail_open {
-        13.min(area.height.saturating_sub(6))
+        15.min(area.height.saturating_sub(6))
     } else {
         0
     };
@@ -179,7 +180,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         (None, _) => Line::default(),
     };
     frame.render_widget(Paragraph::new(status_line), status);
-    frame.render_widget(Paragraph::new(key_bar(theme)), keys);
+    frame.render_widget(Paragraph::new(key_bar(theme, app.filtering)), keys);
     match &app.popup {
         Some(Popup::Confirm(c)) => draw_confirm(frame, area, &c.action, &c.command, theme),
         Some(Popup::Help) => draw_help(frame, area, theme),
@@ -193,12 +194,17 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .iter()
         .filter(|s| s.health == Health::Dead)
         .count();
+    let total = app.servers.len();
+    let shown = if app.filter.is_empty() {
+        String::new()
+    } else {
+        format!("{} of ", app.visible().len())
+    };
     let mut spans = vec![
         Span::styled(" viasock top ", theme.title()),
         Span::raw(format!(
-            " {} server{}",
-            app.servers.len(),
-            if app.servers.len() == 1 { "" } else { "s" }
+            " {shown}{total} server{}",
+            if total == 1 { "" } else { "s" }
         )),
     ];
     if dead > 0 {
@@ -207,12 +213,31 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     spans.push(Span::raw(format!(
         "   sort: {} {}",
         app.sort.name(),
-        if app.reverse { "▼" } else { "▲" }
+        sort_arrow(app)
     )));
     if !app.filter.is_empty() && !app.filtering {
         spans.push(Span::raw(format!("   filter: {}", app.filter)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// ▼ when the largest value (or Z) is on top.
+fn sort_arrow(app: &App) -> &'static str {
+    if app.sort.descending() != app.reverse {
+        "▼"
+    } else {
+        "▲"
+    }
+}
+
+/// `text` cut to `width` characters, with `…` where it was cut.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// The columns that fit in `width`, most important first kept.
@@ -282,12 +307,18 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     };
     let heading = |name: &str| {
         let arrow = if name == sort_column {
-            if app.reverse { "▼" } else { "▲" }
+            sort_arrow(app)
         } else {
             ""
         };
         Cell::from(format!("{name}{arrow}"))
     };
+    let command_width = columns
+        .iter()
+        .fold(area.width as usize, |left, c| {
+            left.saturating_sub(c.width as usize + 1)
+        })
+        .saturating_sub(HIGHLIGHT.chars().count());
     let header = Row::new(
         columns
             .iter()
@@ -308,7 +339,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 }
             })
             .collect();
-        cells.push(Cell::from(app::command_line(s)));
+        cells.push(Cell::from(fit(&app::short_command(s), command_width)));
         let row = Row::new(cells);
         if s.health == Health::Dead {
             row.style(theme.dim())
@@ -325,8 +356,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .column_spacing(1)
         .highlight_symbol(HIGHLIGHT)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(app.selected_row());
+    let mut state = TableState::default()
+        .with_offset(app.scroll.get())
+        .with_selected(app.selected_row());
     frame.render_stateful_widget(table, area, &mut state);
+    app.scroll.set(state.offset());
 }
 
 fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
@@ -340,7 +374,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [facts, spark, log] = Layout::vertical([
-        Constraint::Length(6),
+        Constraint::Length(8),
         Constraint::Length(2),
         Constraint::Fill(1),
     ])
@@ -361,44 +395,70 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             .collect::<Vec<_>>()
             .join("  "),
     };
-    let l = &s.state.latency_ms;
+    let st = &s.state;
+    let l = &st.latency_ms;
     let label = |t: &'static str| Span::styled(format!("{t:<9}"), theme.title());
+    let busy = st.instances.iter().filter(|i| i.state == "busy").count();
+    let mut server = format!(
+        "pid {} on {}, {}, up {}, instances {busy} busy of {} (at most {}{})",
+        st.server_pid,
+        st.host,
+        app::state_label(s),
+        app::uptime(s, app.now).map_or("-".into(), |d| duration(d.as_secs())),
+        st.instances.len(),
+        st.max_instances,
+        if st.interleave { ", interleaved" } else { "" },
+    );
+    if let Some(left) = app::idle_left(s, app.now) {
+        server.push_str(&format!(", stops if idle {}", duration(left.as_secs())));
+    }
     let lines = vec![
         Line::from(vec![label("command"), Span::raw(app::command_line(s))]),
-        Line::from(vec![
-            label("cwd"),
-            Span::raw(s.state.cwd.display().to_string()),
-        ]),
+        Line::from(vec![label("cwd"), Span::raw(st.cwd.display().to_string())]),
         Line::from(vec![
             label("socket"),
-            Span::raw(s.state.socket.display().to_string()),
+            Span::raw(st.socket.display().to_string()),
         ]),
-        Line::from(vec![
-            label("log"),
-            Span::raw(s.state.log.display().to_string()),
-        ]),
+        Line::from(vec![label("log"), Span::raw(st.log.display().to_string())]),
+        Line::from(vec![label("server"), Span::raw(server)]),
         Line::from(vec![label("tools"), Span::raw(tools)]),
         Line::from(vec![
             label("latency"),
             Span::raw(format!(
-                "p50 {}  p95 {}  p99 {}  max {}  (last 60 s)   {} requests, {} errors",
+                "p50 {}  p95 {}  p99 {}  max {}  (per record, last 60 s)",
                 ms(l.p50),
                 ms(l.p95),
                 ms(l.p99),
                 ms(l.max),
-                s.state.requests_total,
-                s.state.errors_total
+            )),
+        ]),
+        Line::from(vec![
+            label("totals"),
+            Span::raw(format!(
+                "{} requests, {} records, {} errors, {} in, {} out",
+                st.requests_total,
+                st.records_total,
+                st.errors_total,
+                bytes(st.bytes_in),
+                bytes(st.bytes_out),
             )),
         ]),
     ];
     frame.render_widget(Paragraph::new(lines), facts);
     let [spark_label, spark_area] =
-        Layout::horizontal([Constraint::Length(9), Constraint::Fill(1)]).areas(spark);
+        Layout::horizontal([Constraint::Length(16), Constraint::Fill(1)]).areas(spark);
+    let data: Vec<u64> = s.state.throughput.iter().map(|&v| v as u64).collect();
+    let peak = data.iter().copied().max().unwrap_or(0);
     frame.render_widget(
-        Paragraph::new(vec![Line::from(label("records")), Line::from("per sec")]),
+        Paragraph::new(vec![
+            Line::from(vec![
+                label("rec/s"),
+                Span::raw(format!("now {}", count(app::rate(s) as u64))),
+            ]),
+            Line::from(format!("{:<9}max {}", "", count(peak))),
+        ]),
         spark_label,
     );
-    let data: Vec<u64> = s.state.throughput.iter().map(|&v| v as u64).collect();
     frame.render_widget(
         Sparkline::default()
             .data(&data)
@@ -416,20 +476,28 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(Paragraph::new(log_lines), log);
 }
 
-fn key_bar(theme: Theme) -> Line<'static> {
+fn key_bar(theme: Theme, filtering: bool) -> Line<'static> {
     // Fits 80 columns; `?` lists the rest.
-    let keys = [
-        ("↑↓", "move"),
-        ("Enter", "details"),
-        ("K", "kill"),
-        ("r", "restart"),
-        ("s", "sort"),
-        ("/", "filter"),
-        ("?", "help"),
-        ("q", "quit"),
-    ];
+    let keys: &[(&str, &str)] = if filtering {
+        &[
+            ("Enter", "keep the filter"),
+            ("Esc", "clear it"),
+            ("⌫", "erase"),
+        ]
+    } else {
+        &[
+            ("↑↓", "move"),
+            ("Enter", "details"),
+            ("K", "kill"),
+            ("r", "restart"),
+            ("s", "sort"),
+            ("/", "filter"),
+            ("?", "help"),
+            ("q", "quit"),
+        ]
+    };
     let mut spans = Vec::new();
-    for (k, what) in keys {
+    for &(k, what) in keys {
         spans.push(Span::styled(k, theme.title()));
         spans.push(Span::raw(format!(" {what}  ")));
     }
@@ -454,19 +522,26 @@ fn popup_area(area: Rect, width: u16, height: u16) -> Rect {
 
 fn draw_confirm(frame: &mut Frame, area: Rect, action: &Action, command: &str, theme: Theme) {
     let (title, question) = match action {
-        Action::Kill(id) => (" Kill server ", format!("Stop server {}?", app::short(id))),
+        Action::Kill(id) | Action::ForceKill(id) => {
+            (" Kill server ", format!("Stop server {}?", app::short(id)))
+        }
         Action::Restart(id) => (
             " Restart tool ",
             format!("Restart the tool of {}?", app::short(id)),
         ),
         Action::CleanDead => (" Clean up ", "Clean up dead servers?".to_owned()),
     };
-    let rect = popup_area(area, 60, 7);
+    let rect = popup_area(area, 64, 7);
+    let answers = if matches!(action, Action::Kill(_)) {
+        "y: yes, after its calls finish   f: now   n, Esc, Enter: no"
+    } else {
+        "y: yes    n, Esc, Enter: no"
+    };
     let text = vec![
         Line::from(question),
         Line::from(Span::styled(command.to_owned(), theme.title())),
         Line::default(),
-        Line::from("y: yes    n, Esc, Enter: no"),
+        Line::from(answers),
     ];
     frame.render_widget(Clear, rect);
     frame.render_widget(
@@ -478,13 +553,13 @@ fn draw_confirm(frame: &mut Frame, area: Rect, action: &Action, command: &str, t
 }
 
 fn draw_help(frame: &mut Frame, area: Rect, _theme: Theme) {
-    let rect = popup_area(area, 56, 18);
+    let rect = popup_area(area, 60, 20);
     let rows = [
         ("↑ ↓  j k", "move the selection"),
         ("PgUp PgDn", "move a page"),
         ("g G  Home End", "first / last server"),
         ("Enter", "open or close the detail pane"),
-        ("K  Delete", "kill the server (asks first)"),
+        ("K  Delete", "kill the server (asks; f: at once)"),
         ("r", "restart its tool (asks first)"),
         ("s  S", "next sort column / reverse"),
         ("/", "filter by command (Esc clears)"),
@@ -496,6 +571,16 @@ fn draw_help(frame: &mut Frame, area: Rect, _theme: Theme) {
         .iter()
         .map(|(k, what)| Line::from(format!(" {k:<15} {what}")))
         .collect();
+    text.push(Line::default());
+    text.push(Line::from(
+        " CLNT: calls being served, +N waiting for an instance.",
+    ));
+    text.push(Line::from(
+        " INST: busy/running tool instances. IDLE: time left",
+    ));
+    text.push(Line::from(
+        " before an idle server stops. MEM: its tools' memory.",
+    ));
     text.push(Line::default());
     text.push(Line::from(" Any key closes this help."));
     frame.render_widget(Clear, rect);
@@ -625,6 +710,8 @@ mod tests {
     #[test]
     fn kill_confirmation_names_the_command() {
         let mut app = fixture();
+        // The first row is the dead server, which has nothing to kill.
+        press(&mut app, KeyCode::Down);
         press(&mut app, KeyCode::Char('K'));
         insta::assert_snapshot!(render(&app, 80, 24, false));
     }
@@ -653,6 +740,38 @@ mod tests {
         }
         press(&mut app, KeyCode::Enter);
         insta::assert_snapshot!(render(&app, 100, 12, false));
+    }
+
+    #[test]
+    fn long_commands_are_cut_with_an_ellipsis() {
+        assert_eq!(fit("tokenize --model en", 40), "tokenize --model en");
+        assert_eq!(fit("tokenize --model en", 10), "tokenize …");
+        assert_eq!(fit("abc", 0), "…");
+    }
+
+    #[test]
+    fn scrolled_view_keeps_its_offset_while_the_selection_moves_inside_it() {
+        let mut app = App::new();
+        let servers = (0..30)
+            .map(|i| {
+                let started = format!("2026-11-25T11:{i:02}:00.000Z");
+                server(&format!("{i:03}"), "cat", &started, i)
+            })
+            .collect();
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:00.000Z"),
+            error: None,
+            servers,
+            detail: None,
+        }));
+        press(&mut app, KeyCode::Char('G'));
+        render(&app, 80, 12, false);
+        let bottom = app.scroll.get();
+        assert!(bottom > 0, "scrolled to show the last row");
+        press(&mut app, KeyCode::Up);
+        press(&mut app, KeyCode::Up);
+        let screen = render(&app, 80, 12, false);
+        assert_eq!(app.scroll.get(), bottom, "no jump: {screen}");
     }
 
     #[test]
