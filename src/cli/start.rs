@@ -33,10 +33,13 @@ pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
     let conn = autostart::connect_or_start(&target, false, &[])?;
     // A call with no record returns once the tool runs (and its prelude is
     // read); with the probe, once that is answered.
-    let input = args
-        .probe
-        .as_ref()
-        .map(|r| format!("{}\n", r.strip_suffix('\n').unwrap_or(r)));
+    let input = args.probe.as_ref().map(|r| {
+        if r.ends_with('\n') {
+            r.clone()
+        } else {
+            format!("{r}\n")
+        }
+    });
     let ending =
         client::call(conn.stream, input.unwrap_or_default().as_bytes()).map_err(|mut f| {
             f.message.push_str(&format!(" (see log {})", log.display()));

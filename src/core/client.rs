@@ -177,13 +177,20 @@ pub fn call(mut stream: UnixStream, input: &[u8]) -> Result<Ending, Fatal> {
     let mut req = Vec::new();
     protocol::encode_stream(Kind::Data, input, &mut req);
     protocol::encode(Kind::End, &[], &mut req);
-    stream
-        .write_all(&req)
-        .map_err(|e| Fatal::new(status::FAILURE, format!("cannot send to the server: {e}")))?;
-    Ok(answers(stream, |_| Ok(true))?.unwrap_or(Ending {
-        status: 0,
-        message: None,
-    }))
+    // A server that failed the call (its tool died) may close before it
+    // read all of it; its reason is still there to read.
+    let sent = stream.write_all(&req);
+    match (answers(stream, |_| Ok(true)), sent) {
+        (Ok(ending), _) => Ok(ending.unwrap_or(Ending {
+            status: 0,
+            message: None,
+        })),
+        (Err(_), Err(e)) => Err(Fatal::new(
+            status::FAILURE,
+            format!("cannot send to the server: {e}"),
+        )),
+        (Err(f), Ok(())) => Err(f),
+    }
 }
 
 /// Reads the server's frames to the end of the call: answers go to

@@ -16,13 +16,21 @@ use crate::core::state::{self, Found, Health};
 
 /// Longest wait for a stopped server to exit: its grace period and a bit.
 pub const EXIT_WAIT: Duration = Duration::from_secs(15);
+/// The same for `--force`, before it resorts to SIGKILL.
+const FORCE_WAIT: Duration = Duration::from_secs(5);
+/// A live server answers a control request at once (before it acts on
+/// it); one that takes longer is stuck (stopped, or wedged).
+const ANSWER_WAIT: Duration = Duration::from_secs(3);
 
 /// Sends a control command. `Ok(Some(pid))` once the server accepted it;
-/// `Ok(None)` if it no longer listens (it is stopping).
+/// `Ok(None)` if it no longer listens (it is stopping). An error if it
+/// does not answer within [`ANSWER_WAIT`].
 pub fn request(f: &Found, command: &str) -> anyhow::Result<Option<u32>> {
     let Some(mut stream) = client::connect(&f.state.socket)? else {
         return Ok(None);
     };
+    stream.set_read_timeout(Some(ANSWER_WAIT))?;
+    stream.set_write_timeout(Some(ANSWER_WAIT))?;
     let pid = match client::handshake(&mut stream, Purpose::Control, &[])? {
         Handshake::Welcome(pid) => pid,
         Handshake::Closed => return Ok(None),
@@ -46,26 +54,47 @@ pub fn stop(f: &Found, force: bool) -> anyhow::Result<()> {
         Health::Remote => anyhow::bail!("it runs on host {}; stop it there", f.state.host),
         Health::Live => {}
     }
-    // Pinned before anything is asked, so the wait below cannot be fooled
-    // by a reused pid.
+    // Pinned before anything is asked, so the signals and the wait below
+    // cannot reach a reused pid.
     let pidfd = pin(f);
     let command = if force { "kill --force" } else { "kill" };
-    let asked = request(f, command).unwrap_or(None).is_some();
+    let answer = request(f, command);
     let Some(pidfd) = pidfd else {
         // Exited meanwhile; whatever it left is cleaned up.
         state::clean_up(f);
         return Ok(());
     };
-    if !asked {
-        // It no longer listens: it is stopping already. A signal hurries
-        // it (a second SIGTERM forces).
-        let term = rustix::process::Signal::TERM;
-        rustix::process::pidfd_send_signal(&pidfd, term)?;
-        if force {
+    let term = rustix::process::Signal::TERM;
+    match answer {
+        Ok(Some(_)) => {}
+        // It no longer listens: it is stopping already, finishing its
+        // calls. Only `--force` hurries it (a second SIGTERM forces).
+        Ok(None) if !force => {}
+        Ok(None) => {
+            rustix::process::pidfd_send_signal(&pidfd, term)?;
             rustix::process::pidfd_send_signal(&pidfd, term)?;
         }
+        // It does not answer: a SIGTERM asks the same as `kill` (twice:
+        // as `kill --force`).
+        Err(_) => {
+            rustix::process::pidfd_send_signal(&pidfd, term)?;
+            if force {
+                rustix::process::pidfd_send_signal(&pidfd, term)?;
+            }
+        }
     }
-    wait_exit(&pidfd, EXIT_WAIT)
+    // Forced, a server exits within a moment (it kills its tools at once).
+    let limit = if force { FORCE_WAIT } else { EXIT_WAIT };
+    match wait_exit(&pidfd, limit) {
+        Err(_) if force => {
+            // Stuck even for signals it handles (stopped, or wedged).
+            rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL)?;
+            wait_exit(&pidfd, FORCE_WAIT)?;
+            state::clean_up(f);
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Replaces a server's tool instances with fresh ones.

@@ -179,6 +179,7 @@ pub async fn run(
         shared.clone(),
         pool.clone(),
         state_path.clone(),
+        entry.clone(),
         start_ticks,
     ));
     tokio::spawn(watch_idle(shared.clone()));
@@ -235,9 +236,12 @@ pub async fn run(
         instance::signal_all(rustix::process::Signal::KILL);
     }
     remove_lock(&shared.cfg.dir.lock(&shared.cfg.id));
-    let _ = std::fs::remove_file(&state_path);
-    if let Some(e) = entry {
-        let _ = std::fs::remove_file(e);
+    // A successor started once our socket was gone owns the same names.
+    if state::is_own(&state_path, std::process::id(), start_ticks) {
+        let _ = std::fs::remove_file(&state_path);
+        if let Some(e) = entry {
+            let _ = std::fs::remove_file(e);
+        }
     }
     tracing::info!("stopped");
     Ok(())
@@ -595,7 +599,16 @@ const CHANGE_DELAY: Duration = Duration::from_millis(20);
 
 /// Writes the state file on every change (at most five times a second) and
 /// at least once a second, which also closes each second of throughput.
-async fn write_states(shared: Arc<Shared>, pool: Rc<Pool>, path: PathBuf, start_ticks: u64) {
+/// Once the server stops listening, a successor with the same id may own
+/// the file: then it is left to it.
+async fn write_states(
+    shared: Arc<Shared>,
+    pool: Rc<Pool>,
+    path: PathBuf,
+    entry: Option<PathBuf>,
+    start_ticks: u64,
+) {
+    let me = std::process::id();
     let stats = pool.stats().clone();
     let mut mode = shared.mode.subscribe();
     let mut second = tokio::time::interval(Duration::from_secs(1));
@@ -611,10 +624,24 @@ async fn write_states(shared: Arc<Shared>, pool: Rc<Pool>, path: PathBuf, start_
             }
             _ = mode.changed() => {}
         }
+        let listening = *shared.mode.borrow() == Mode::Running;
+        if !listening && !state::is_own(&path, me, start_ticks) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         if let Err(e) = state::write_state(&path, &snapshot(&shared, &pool, start_ticks))
             && !std::mem::replace(&mut warned, true)
         {
             tracing::warn!("cannot write state file {}: {e}", path.display());
+        }
+        // A predecessor that stopped just as we started may have taken our
+        // registry entry (it has the same name) with it.
+        if listening
+            && let Some(e) = &entry
+            && std::fs::symlink_metadata(e).is_err()
+            && let Ok(r) = state::registry()
+        {
+            let _ = state::register(&r, &path);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

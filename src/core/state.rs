@@ -272,7 +272,8 @@ impl LatencyWindow {
 
 /// Writes `state` to `path` atomically (a private temporary file, renamed).
 pub fn write_state(path: &Path, state: &ServerState) -> io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
+    // Named by pid: a draining server and its successor may both write.
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -285,6 +286,12 @@ pub fn write_state(path: &Path, state: &ServerState) -> io::Result<()> {
     f.write_all(&text)?;
     drop(f);
     fs::rename(&tmp, path)
+}
+
+/// Whether the state file at `path` is that of the server `pid` (started
+/// at `start_ticks`), not of a successor with the same id.
+pub fn is_own(path: &Path, pid: u32, start_ticks: u64) -> bool {
+    read_state(path).is_some_and(|s| s.server_pid == pid && s.server_start_ticks == start_ticks)
 }
 
 pub fn read_state(path: &Path) -> Option<ServerState> {
