@@ -440,3 +440,69 @@ fn forced_kill_starts_no_new_tool_and_tells_waiting_clients() {
     let stop = logs.find("stopping").unwrap();
     assert!(!logs[stop..].contains("tool started"), "{logs}");
 }
+
+/// Calls connected to the one server, waiting ones included, per its state file.
+fn calls_connected(w: &World) -> u64 {
+    let out = w.run(&["ls", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.get(0).map_or(0, |s| {
+        s["clients_active"].as_u64().unwrap_or(0) + s["clients_waiting"].as_u64().unwrap_or(0)
+    })
+}
+
+#[test]
+fn a_tool_failing_at_start_fails_every_waiting_call_at_once() {
+    let w = World::new();
+    // "Loads" until the test lets it go on, then fails as a missing model would.
+    w.script(
+        "failing.sh",
+        "#!/bin/sh\nwhile [ ! -e go ]; do sleep 0.02; done\necho 'model missing' >&2\nexit 3\n",
+    );
+    let calls: Vec<Child> = (0..4).map(|_| w.spawn(&["run", "./failing.sh"])).collect();
+    let calls: Vec<_> = calls
+        .into_iter()
+        .map(|c| std::thread::spawn(move || common::finish(c, b"x\n")))
+        .collect();
+    assert!(wait_until(Duration::from_secs(20), || calls_connected(&w) == 4));
+    w.write("go", "");
+    for call in calls {
+        let out = call.join().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(err.contains("model missing"), "{err}");
+    }
+    assert_eq!(tools_started(&w), 1, "one start for all: {}", w.logs());
+}
+
+#[test]
+fn a_call_waiting_during_a_restart_is_served() {
+    let w = World::new();
+    let args = ["run", "-j", "1", "sed", "-u", "s/^/> /"];
+    let mut first = w.spawn(&args);
+    let mut first_in = first.stdin.take().unwrap();
+    let mut first_out = BufReader::new(first.stdout.take().unwrap());
+    writeln!(first_in, "a").unwrap();
+    let mut line = String::new();
+    first_out.read_line(&mut line).unwrap();
+    assert_eq!(line, "> a\n");
+    let second = w.spawn(&args);
+    let second = std::thread::spawn(move || common::finish(second, b"b\n"));
+    assert!(wait_until(Duration::from_secs(10), || w
+        .logs()
+        .contains("busy; waiting")));
+    let ls = w.run(&["ls", "--json"], b"");
+    let servers: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let id = servers[0]["id"].as_str().unwrap().to_owned();
+    assert!(w.run(&["restart", &id], b"").status.success());
+    // The first call finishes on the old tool; the waiting one then gets a
+    // fresh tool instead of waiting for somebody else to come along.
+    drop(first_in);
+    let rest = {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut first_out, &mut s).unwrap();
+        s
+    };
+    assert_eq!(rest, "");
+    assert!(common::finish(first, b"").status.success());
+    assert_eq!(ok_stdout(&second.join().unwrap()), "> b\n");
+}

@@ -466,3 +466,38 @@ fn completions_are_printed_for_each_shell() {
     let out = w.run(&["completions", "nosuchshell"], b"");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_client_that_half_closes_after_its_input_gets_its_answers() {
+    use std::io::Read;
+    use viasock::core::protocol::{self, Kind, Purpose};
+    let w = World::new();
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "sed", "-u", "s/^/> /"], b"warm\n")),
+        "> warm\n"
+    );
+    let sockets = w.sockets();
+    // As socat or `nc -N` would: all input, then shut the writing side.
+    let mut s = std::os::unix::net::UnixStream::connect(&sockets[0]).unwrap();
+    let mut req = protocol::hello(Purpose::Run);
+    protocol::encode(Kind::Data, b"a\nb\n", &mut req);
+    protocol::encode(Kind::End, b"", &mut req);
+    s.write_all(&req).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    let mut frames = &reply[..];
+    let mut output = Vec::new();
+    let mut status = None;
+    while let Some(f) = protocol::read_frame(&mut frames).unwrap() {
+        match f.kind {
+            Kind::Output => output.extend_from_slice(&f.payload),
+            Kind::Status => status = Some(protocol::parse_status(&f).unwrap()),
+            _ => {}
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&output), "> a\n> b\n");
+    assert_eq!(status, Some(0));
+}

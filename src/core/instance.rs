@@ -100,6 +100,10 @@ impl Instance {
             let (code, what) = match e.kind() {
                 std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
                 std::io::ErrorKind::PermissionDenied => (126, "permission denied".to_owned()),
+                _ if e.raw_os_error() == Some(libc::ENOEXEC) => (
+                    126,
+                    "not an executable format (a script without a #! line?)".to_owned(),
+                ),
                 _ => (1, e.to_string()),
             };
             Failure {

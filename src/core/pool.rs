@@ -140,12 +140,12 @@ impl Pool {
             w.attach(req.clone());
             return Ok(());
         }
-        let free = self
-            .workers
-            .borrow()
-            .iter()
-            .find(|w| !w.is_reserved() && w.state() != WorkerState::Dead)
-            .cloned();
+        // Waiters come first: a free worker is theirs.
+        let free = if self.waiting() == 0 {
+            self.free_worker()
+        } else {
+            None
+        };
         let w = match free {
             Some(w) => w,
             None if self.workers.borrow().len() < self.max() && self.waiting() == 0 => {
@@ -193,23 +193,9 @@ impl Pool {
     }
 
     /// A default-mode worker's request is over: the worker goes to the
-    /// first waiter still there.
-    pub fn release(self: &Rc<Self>, w: &Rc<Worker>) {
-        if w.is_stopping() {
-            // Retired by a restart: waiters go to fresh instances.
-            return self.serve_waiters();
-        }
-        loop {
-            let next = self.waiters.borrow_mut().pop_front();
-            let Some((req, grant)) = next else { return };
-            if req.is_gone() {
-                continue;
-            }
-            w.reserve();
-            w.attach(req);
-            let _ = grant.send(Ok(()));
-            return;
-        }
+    /// first waiter still there (unless a restart retired it).
+    pub fn release(self: &Rc<Self>) {
+        self.serve_waiters();
     }
 
     /// A worker is going away (its tool died, or it stops): nobody is
@@ -259,30 +245,56 @@ impl Pool {
         }
     }
 
-    /// Starts workers for waiters while there is room. A waiter that was
-    /// already waiting when a start failed gets that failure.
+    /// Gives waiters, in arrival order, the free workers, then new ones
+    /// while there is room. A waiter that was already waiting when a start
+    /// failed gets that failure rather than another start.
     fn serve_waiters(self: &Rc<Self>) {
-        while !self.stopping.get() && self.workers.borrow().len() < self.max() {
-            let next = self.waiters.borrow_mut().pop_front();
-            let Some((req, grant)) = next else { return };
-            if req.is_gone() {
-                continue;
+        while !self.stopping.get() {
+            let front_gone = self.waiters.borrow().front().map(|(r, _)| r.is_gone());
+            match front_gone {
+                None => return,
+                Some(true) => {
+                    self.waiters.borrow_mut().pop_front();
+                    continue;
+                }
+                Some(false) => {}
             }
-            let failed = self
-                .failed
-                .borrow()
-                .as_ref()
-                .filter(|(at, _)| *at >= req.arrived)
-                .map(|(_, f)| f.clone());
-            if let Some(f) = failed {
-                let _ = grant.send(Err(f));
-                continue;
+            let free = self.free_worker();
+            if free.is_none() && self.workers.borrow().len() >= self.max() {
+                return;
             }
-            let w = self.start_worker();
+            let Some((req, grant)) = self.waiters.borrow_mut().pop_front() else {
+                return;
+            };
+            let w = match free {
+                Some(w) => w,
+                None => {
+                    let failed = self
+                        .failed
+                        .borrow()
+                        .as_ref()
+                        .filter(|(at, _)| *at >= req.arrived)
+                        .map(|(_, f)| f.clone());
+                    if let Some(f) = failed {
+                        let _ = grant.send(Err(f));
+                        continue;
+                    }
+                    self.start_worker()
+                }
+            };
             w.reserve();
             w.attach(req);
             let _ = grant.send(Ok(()));
         }
+    }
+
+    /// A worker nobody has, whose tool is not dead.
+    fn free_worker(&self) -> Option<Rc<Worker>> {
+        self.workers
+            .borrow()
+            .iter()
+            .find(|w| !w.is_reserved() && w.state() != WorkerState::Dead)
+            .cloned()
     }
 
     /// No new instances from now on; waiters are told the server stops.

@@ -432,9 +432,8 @@ async fn info(wr: &mut (impl tokio::io::AsyncWrite + Unpin), text: &str) -> std:
     wr.write_all(&f).await
 }
 
-/// Reads the client's frames, queuing whole records on `req`. After the
-/// end of input it keeps listening: end of file before the request is
-/// over means the client went away.
+/// Reads the client's frames, queuing whole records on `req`. End of file
+/// before the end of input means the client went away.
 async fn read_input(
     req: &Request,
     rd: &mut (impl tokio::io::AsyncRead + Unpin),
@@ -467,9 +466,10 @@ async fn read_input(
         }
         if let Some(end) = end {
             req.end_input(end);
-            // Nothing more is expected but the close at the very end.
-            let _ = protocol::read_frame_async(rd).await;
-            break;
+            // Nothing more is expected. An end of file from here on is a
+            // half-close (socat, `nc -N`), not a departure: a client that
+            // dies is seen by its pidfd, or by the failed write.
+            return;
         }
     }
     if !req.is_finished() {

@@ -280,6 +280,8 @@ pub struct Worker {
     idle_since: Cell<Instant>,
     /// It wrote something: it did not fail to start.
     spoke: Cell<bool>,
+    /// Bytes written to its stdin.
+    fed: Cell<u64>,
     requests: Cell<u64>,
     records: Cell<u64>,
 }
@@ -300,6 +302,7 @@ impl Worker {
             reserved: Cell::new(false),
             idle_since: Cell::new(Instant::now()),
             spoke: Cell::new(false),
+            fed: Cell::new(0),
             requests: Cell::new(0),
             records: Cell::new(0),
         });
@@ -393,11 +396,13 @@ impl Worker {
             r.emit(Kind::Output, &inst.prelude);
         }
         let exit = self.serve(&mut inst, &cfg).await;
-        // Out of the pool before anything else is awaited: nobody new may
-        // be given an instance that is going away.
-        self.leave_pool();
+        // Dead before anything else is awaited: nobody new may be given an
+        // instance that is going away. It leaves the pool (and its place
+        // goes to the waiters) once its failure is known.
+        self.state.set(WorkerState::Dead);
         let failure = match exit {
             Exit::Stop => {
+                self.leave_pool();
                 inst.stop(TOOL_EXIT_GRACE).await;
                 return;
             }
@@ -412,6 +417,13 @@ impl Worker {
                 if f.code == 0 {
                     // Exiting with answers owed is a failure all the same.
                     f.code = crate::core::status::FAILURE;
+                }
+                if self.never_started(&inst)
+                    && let Some(pool) = self.pool.upgrade()
+                {
+                    // It never got going (SPEC 4): those waiting for it get
+                    // this, not one more start each.
+                    pool.start_failed(f.clone());
                 }
                 f
             }
@@ -440,6 +452,7 @@ impl Worker {
                 }
             }
         };
+        self.leave_pool();
         // Its last stderr lines explain its end to those it served.
         while let Ok(line) = inst.stderr.try_recv() {
             for r in self.attached.borrow().iter() {
@@ -447,6 +460,22 @@ impl Worker {
             }
         }
         self.die(failure);
+    }
+
+    /// Whether an ended tool failed to start rather than on a record: it
+    /// answered nothing and read nothing (all that was written to it is
+    /// still in the pipe). One that died on its first record must not fail
+    /// the calls waiting behind that record.
+    fn never_started(&self, inst: &Instance) -> bool {
+        if self.spoke.get() {
+            return false;
+        }
+        match &inst.stdin {
+            Some(stdin) => {
+                rustix::io::ioctl_fionread(stdin).is_ok_and(|unread| unread == self.fed.get())
+            }
+            None => self.fed.get() == 0,
+        }
     }
 
     /// Marks the worker dead and takes it out of the pool's hands.
@@ -504,7 +533,7 @@ impl Worker {
             if self.reserved.replace(false)
                 && let Some(pool) = self.pool.upgrade()
             {
-                pool.release(self);
+                pool.release();
             }
         }
     }
@@ -705,7 +734,10 @@ impl Worker {
                     }
                 }
                 w = write_some(stdin, &wbuf[wpos..]), if wpos < wbuf.len() => match w {
-                    Ok(n) => wpos += n,
+                    Ok(n) => {
+                        wpos += n;
+                        self.fed.set(self.fed.get() + n as u64);
+                    }
                     Err(_) => {
                         // The tool stopped reading; its exit will tell why.
                         stdin_broken = true;
