@@ -368,10 +368,30 @@ fn tool_closing_its_stdout_fails_the_call_without_a_hang() {
     let out = w.run(&args, b"a\nclose\nb\n");
     let took = start.elapsed();
     assert!(!out.status.success());
-    let line = failed_with(&out, 1, "closed its output");
+    let line = failed_with(&out, 1, "closed its input or output");
     assert!(line.contains("see log"), "{line}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out a\n");
     assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(ok_stdout(&w.run(&args, b"c\n")), "out c\n");
+}
+
+/// The tool closes its stdin but lives on, while the call still has
+/// records to send: the call fails clearly instead of waiting for answers
+/// to records the tool can no longer read.
+#[test]
+fn tool_closing_its_stdin_fails_the_call_without_a_hang() {
+    let w = World::new();
+    w.script(
+        "deaf.sh",
+        "#!/bin/sh\nIFS= read -r l; echo \"out $l\"\nexec 0<&-\nsleep 60\n",
+    );
+    let args = ["run", "./deaf.sh"];
+    // More than a pipe holds, so that writing meets the closed end.
+    let input: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
+    let out = w.run(&args, input.as_bytes());
+    let line = failed_with(&out, 1, "closed its input or output");
+    assert!(line.contains("see log"), "{line}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out line 0\n");
     assert_eq!(ok_stdout(&w.run(&args, b"c\n")), "out c\n");
 }
 

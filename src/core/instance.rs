@@ -174,7 +174,10 @@ impl Instance {
         let tail = self.stderr_tail();
         let (code, what) = match status {
             Some(s) => exit_code(s),
-            None => (1, "closed its output but did not exit; killed".to_owned()),
+            None => (
+                1,
+                "closed its input or output but did not exit; killed".to_owned(),
+            ),
         };
         tracing::warn!(pid = self.pid, "tool {what} {when}");
         let mut message = format!("the tool {what} {when}");

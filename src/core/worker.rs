@@ -608,7 +608,9 @@ impl Worker {
         let mut per_record: Option<f64> = None;
         let mut rr = 0usize;
         let mut exited_at: Option<Instant> = None;
-        let mut stdin_broken = false;
+        // When the tool stopped taking input: records not written to it
+        // will never be answered.
+        let mut stdin_broken: Option<Instant> = None;
         let mut unsolicited = false;
         let Instance {
             pid,
@@ -652,7 +654,7 @@ impl Worker {
             if self.stopping.get() && idle {
                 return Exit::Stop;
             }
-            if wpos == wbuf.len() && !stdin_broken {
+            if wpos == wbuf.len() && stdin_broken.is_none() {
                 wbuf.clear();
                 wpos = 0;
                 let (time, least, most) = if cfg.spec.interleave {
@@ -687,7 +689,7 @@ impl Worker {
                 None if orphans_only => Some((since + ORPHAN_ANSWER_WAIT, Exit::Orphaned)),
                 None => None,
             };
-            let output_due = exited_at.map(|t| t + AFTER_EXIT_WAIT);
+            let output_due = exited_at.or(stdin_broken).map(|t| t + AFTER_EXIT_WAIT);
             let idle_due = match cfg.spec.server_timeout {
                 Some(t) if idle => Some(self.idle_since.get() + t),
                 _ => None,
@@ -739,8 +741,9 @@ impl Worker {
                         self.fed.set(self.fed.get() + n as u64);
                     }
                     Err(_) => {
-                        // The tool stopped reading; its exit will tell why.
-                        stdin_broken = true;
+                        // The tool stopped reading; the answers it still
+                        // writes come within a moment, or never.
+                        stdin_broken = Some(Instant::now());
                         wbuf.clear();
                         wpos = 0;
                     }
