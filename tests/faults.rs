@@ -931,6 +931,12 @@ fn calls_outlasting_a_kill_are_cut_with_a_message() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.starts_with("viasock: "), "{err}");
+        let why = if force {
+            "the server was stopped"
+        } else {
+            "outlasted its shutdown grace"
+        };
+        assert!(err.contains(why), "{err}");
         let limit = if force { 5 } else { 16 };
         assert!(took < Duration::from_secs(limit), "force {force}: {took:?}");
         assert!(common::finish(kill, b"").status.success());

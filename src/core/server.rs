@@ -226,11 +226,22 @@ pub async fn run(
     } else {
         // Requests still running end with the tool's death, which their
         // clients are told about; give them a moment to hear it.
-        let (first, wait) = match *shared.mode.borrow() {
-            Mode::Forced => (rustix::process::Signal::KILL, Duration::from_millis(200)),
-            _ => (rustix::process::Signal::TERM, TOOL_EXIT_GRACE),
+        let (first, wait, why) = match *shared.mode.borrow() {
+            Mode::Forced => (
+                rustix::process::Signal::KILL,
+                Duration::from_millis(200),
+                "the server was stopped before this call finished (kill --force, or a second SIGTERM)",
+            ),
+            _ => (
+                rustix::process::Signal::TERM,
+                TOOL_EXIT_GRACE,
+                "the server stopped: this call outlasted its shutdown grace of 10 s",
+            ),
         };
         pool.begin_stop();
+        for w in pool.workers() {
+            w.cut(crate::core::status::FAILURE, why);
+        }
         instance::signal_all(first);
         let _ = tokio::time::timeout(wait, done_rx.recv()).await;
         instance::signal_all(rustix::process::Signal::KILL);

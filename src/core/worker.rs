@@ -363,6 +363,14 @@ impl Worker {
         self.stopping.get()
     }
 
+    /// Ends every request it serves with this status and message, ahead
+    /// of the tool's death (the server stops without waiting for them).
+    pub fn cut(&self, code: i32, message: &str) {
+        for r in self.attached.borrow().iter() {
+            r.finish(code, Some(message.to_owned()));
+        }
+    }
+
     /// Asks the worker to stop once it has no requests.
     pub fn stop(&self) {
         self.stopping.set(true);
