@@ -155,9 +155,19 @@ fn kill_by_prefix_all_and_ambiguous() {
     assert!(err.contains("sed -u"), "candidates are listed: {err}");
     assert_eq!(ls_json(&w).len(), 17, "nothing was killed");
 
+    let out = w.run(&["kill", "nothex"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("viasock: no server with id nothex; there are "),
+        "{err}"
+    );
+    assert!(err.contains("and 12 more"), "at most five are named: {err}");
+
     let victim = &ids[0];
     let pid = states[0]["server_pid"].as_u64().unwrap() as u32;
-    let out = w.run(&["kill", &victim[..8]], b"");
+    // Prefixes are taken in any case, as git and docker take them.
+    let out = w.run(&["kill", &victim[..8].to_ascii_uppercase()], b"");
     assert!(
         out.status.success(),
         "{}",

@@ -20,33 +20,51 @@ pub fn discover(cli: &Cli) -> Result<Vec<Found>, Fatal> {
     state::discover(scope(cli).as_deref()).map_err(|e| Fatal::new(status::FAILURE, e.to_string()))
 }
 
-/// The servers named by `ids` (unique prefixes of their ids).
+/// The servers named by `ids` (unique prefixes of their ids, in any case).
 pub fn by_prefixes(found: &[Found], ids: &[String]) -> Result<Vec<Found>, Fatal> {
+    let listed = |servers: &[&Found]| -> String {
+        let mut list: Vec<String> = servers
+            .iter()
+            .take(MAX_LISTED)
+            .map(|f| format!("{} ({})", f.state.short_id(), f.state.command.join(" ")))
+            .collect();
+        if servers.len() > MAX_LISTED {
+            list.push(format!("and {} more", servers.len() - MAX_LISTED));
+        }
+        list.join(", ")
+    };
     let mut chosen = Vec::new();
     for prefix in ids {
+        let wanted = prefix.to_ascii_lowercase();
         let matches: Vec<&Found> = found
             .iter()
-            .filter(|f| !prefix.is_empty() && f.state.id.starts_with(prefix.as_str()))
+            .filter(|f| !wanted.is_empty() && f.state.id.starts_with(wanted.as_str()))
             .collect();
         match matches[..] {
             [one] => chosen.push(one.clone()),
-            [] => {
+            [] if found.is_empty() => {
                 return Err(Fatal::new(
                     status::FAILURE,
-                    format!("no server with id {prefix} (viasock ls lists them)"),
+                    format!("no server with id {prefix}: no servers are running"),
+                ));
+            }
+            [] => {
+                let all: Vec<&Found> = found.iter().collect();
+                return Err(Fatal::new(
+                    status::FAILURE,
+                    format!("no server with id {prefix}; there are {}", listed(&all)),
                 ));
             }
             _ => {
-                let list: Vec<String> = matches
-                    .iter()
-                    .map(|f| format!("{} ({})", f.state.short_id(), f.state.command.join(" ")))
-                    .collect();
                 return Err(Fatal::new(
                     status::FAILURE,
-                    format!("id {prefix} is ambiguous: {}", list.join(", ")),
+                    format!("id {prefix} is ambiguous: {}", listed(&matches)),
                 ));
             }
         }
     }
     Ok(chosen)
 }
+
+/// Servers named in one error message, at most.
+const MAX_LISTED: usize = 5;
