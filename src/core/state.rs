@@ -459,6 +459,14 @@ fn health(s: &ServerState) -> Health {
 /// registry entry (the log stays). The paths are derived from where the
 /// state file is, not taken from its content.
 pub fn clean_up(f: &Found) {
+    // A new server of the same command may have taken the names since the
+    // dead one was found; then they are its own.
+    let st = &f.state;
+    if fs::symlink_metadata(&f.state_path).is_ok()
+        && !is_own(&f.state_path, st.server_pid, st.server_start_ticks)
+    {
+        return;
+    }
     let _ = fs::remove_file(f.state_path.with_extension("sock"));
     let _ = fs::remove_file(&f.state_path);
     if let (Some(stem), Some(dir)) = (
