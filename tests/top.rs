@@ -126,3 +126,121 @@ fn top_shows_a_server_kills_it_and_quits() {
     );
     assert!(w.server_pids().is_empty());
 }
+
+#[test]
+fn top_shows_dead_servers_filters_resizes_and_restores_the_terminal() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    ok_stdout(&w.run(&["run", "sed", "-u", "s/a/b/"], b"x\n"));
+    let ls: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&w.run(&["ls", "--json"], b""))).unwrap();
+    let find = |program: &str| {
+        ls.iter()
+            .find(|s| s["command"][0] == program)
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap()[..12].to_owned(),
+                    s["server_pid"].as_u64().unwrap() as u32,
+                )
+            })
+            .unwrap()
+    };
+    let (cat_id, cat_pid) = find("cat");
+    let (sed_id, _) = find("sed");
+
+    let tmux = Tmux::new("top2");
+    let stty = w.tmp.path().join("stty-after");
+    // A shell runs top, then records the terminal's modes once it is back.
+    let command = format!(
+        "env NO_COLOR=1 VIASOCK_DIR='{}' XDG_RUNTIME_DIR='{}' '{BIN}' top; stty -a > '{}'; sleep 60",
+        w.state.display(),
+        w.tmp.path().display(),
+        stty.display()
+    );
+    let started = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    assert!(started.status.success());
+    tmux.expect(&cat_id);
+    tmux.expect(&sed_id);
+    let colours = tmux.cmd(&["capture-pane", "-p", "-e", "-t", "top"]);
+    let escapes = String::from_utf8_lossy(&colours.stdout);
+    // Foreground or background colours (39 and 49 reset to the default).
+    let colour =
+        regex::Regex::new(r"\x1b\[(?:[0-9]*;)*(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])[;m]").unwrap();
+    assert!(
+        !colour.is_match(&escapes),
+        "NO_COLOR: no colours:\n{escapes:?}"
+    );
+    assert!(
+        tmux.screen().contains("▶ "),
+        "the selection is marked without colour"
+    );
+
+    // A server killed behind its back shows as dead, with a word.
+    Command::new("kill")
+        .args(["-9", &cat_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let screen = tmux.screen();
+            screen
+                .lines()
+                .any(|l| l.contains(&cat_id) && l.contains("dead"))
+        }),
+        "{}",
+        tmux.screen()
+    );
+    tmux.keys("c");
+    tmux.expect("cleaned up 1 dead server");
+    assert!(wait_until(Duration::from_secs(10), || !tmux
+        .screen()
+        .contains(&cat_id)));
+
+    // A filter that matches nothing says so; Esc brings the rows back.
+    tmux.keys("/");
+    tmux.keys("zzz");
+    tmux.expect("No server's command matches");
+    tmux.keys("Escape");
+    tmux.expect(&sed_id);
+
+    // Smaller, as a classic terminal: still the id, the state and the keys.
+    assert!(
+        tmux.cmd(&["resize-window", "-t", "top", "-x", "80", "-y", "24"])
+            .status
+            .success()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let screen = tmux.screen();
+            screen.lines().all(|l| l.chars().count() <= 80)
+                && screen
+                    .lines()
+                    .any(|l| l.contains(&sed_id) && l.contains("ready"))
+                && screen.contains("q quit")
+        }),
+        "{}",
+        tmux.screen()
+    );
+
+    tmux.keys("q");
+    assert!(wait_until(Duration::from_secs(10), || stty.exists()
+        && std::fs::metadata(&stty).is_ok_and(|m| m.len() > 0)));
+    let modes = std::fs::read_to_string(&stty).unwrap();
+    // Raw mode turned these off ("-icanon"); they are back on.
+    let words: Vec<&str> = modes.split_whitespace().collect();
+    for mode in ["icanon", "echo", "isig"] {
+        assert!(words.contains(&mode), "{mode} restored: {modes}");
+    }
+}
