@@ -54,11 +54,15 @@ pub struct Unfinished {
 
 /// Incremental splitter: bytes go in with [`push`](Self::push), whole records
 /// come out with [`take_into`](Self::take_into). Lines are scanned once, so
-/// feeding a large record in many small chunks stays linear.
+/// feeding a large record in many small chunks stays linear; taking records
+/// only moves a cursor, so taking them one at a time stays linear too.
 #[derive(Debug)]
 pub struct Splitter {
     term: Terminator,
     buf: Vec<u8>,
+    /// Start of the bytes not yet taken; everything before it is dead and is
+    /// dropped by [`compact`](Self::compact).
+    head: usize,
     /// Start of the first line in `buf` that has not been scanned to its end.
     scan: usize,
     /// One past the last byte of each complete record still in `buf`.
@@ -70,6 +74,7 @@ impl Splitter {
         Self {
             term,
             buf: Vec::new(),
+            head: 0,
             scan: 0,
             ends: VecDeque::new(),
         }
@@ -77,6 +82,7 @@ impl Splitter {
 
     /// Appends `data` and returns how many records it completed.
     pub fn push(&mut self, data: &[u8]) -> usize {
+        self.compact();
         let before = self.ends.len();
         let from = self.buf.len();
         self.buf.extend_from_slice(data);
@@ -92,48 +98,68 @@ impl Splitter {
         self.ends.len() - before
     }
 
+    /// Drops the taken prefix once it is at least as long as what is left,
+    /// so each byte is moved a bounded number of times however records are
+    /// taken. Only `push` calls it, before the buffer grows, so taking
+    /// records never moves bytes.
+    fn compact(&mut self) {
+        let head = self.head;
+        if head == 0 || head < self.buf.len() - head {
+            return;
+        }
+        self.buf.drain(..head);
+        self.head = 0;
+        self.scan -= head;
+        for e in &mut self.ends {
+            *e -= head;
+        }
+    }
+
     /// Complete records waiting to be taken.
     pub fn complete(&self) -> usize {
         self.ends.len()
     }
 
-    /// Moves the first `n` complete records (at most [`complete`](Self::complete))
-    /// to the end of `out`.
-    pub fn take_into(&mut self, n: usize, out: &mut Vec<u8>) {
+    /// Marks the first `n` complete records (at most
+    /// [`complete`](Self::complete)) as taken; returns where they lie in `buf`.
+    fn advance(&mut self, n: usize) -> std::ops::Range<usize> {
+        let from = self.head;
         let n = n.min(self.ends.len());
         if n == 0 {
-            return;
+            return from..from;
         }
         let end = self.ends[n - 1];
         self.ends.drain(..n);
-        out.extend_from_slice(&self.buf[..end]);
-        self.buf.drain(..end);
-        self.scan -= end;
-        for e in &mut self.ends {
-            *e -= end;
-        }
+        self.head = end;
+        from..end
+    }
+
+    /// Moves the first `n` complete records (at most [`complete`](Self::complete))
+    /// to the end of `out`.
+    pub fn take_into(&mut self, n: usize, out: &mut Vec<u8>) {
+        let taken = self.advance(n);
+        out.extend_from_slice(&self.buf[taken]);
     }
 
     /// Like [`take_into`](Self::take_into), also appending to `ends` the
     /// offset in `out` one past each record taken.
     pub fn take_records_into(&mut self, n: usize, out: &mut Vec<u8>, ends: &mut Vec<usize>) {
         let n = n.min(self.ends.len());
-        let base = out.len();
-        ends.extend(self.ends.iter().take(n).map(|e| base + e));
+        let (base, head) = (out.len(), self.head);
+        ends.extend(self.ends.iter().take(n).map(|e| base + (e - head)));
         self.take_into(n, out);
     }
 
     /// Drops the first `n` complete records; used for answers nobody is owed.
     pub fn discard(&mut self, n: usize) -> usize {
-        let mut sink = Vec::new();
-        let n = n.min(self.ends.len());
-        self.take_into(n, &mut sink);
-        n
+        let before = self.ends.len();
+        self.advance(n);
+        before - self.ends.len()
     }
 
     /// Bytes after the last complete record.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.ends.back().copied().unwrap_or(0)
+        self.buf.len() - self.ends.back().copied().unwrap_or(self.head)
     }
 
     /// Ends the stream. A last line without `\n` gets one (a tool that lives
@@ -153,6 +179,7 @@ impl Splitter {
     /// Forgets everything buffered, complete or not.
     pub fn clear(&mut self) {
         self.buf.clear();
+        self.head = 0;
         self.scan = 0;
         self.ends.clear();
     }
@@ -255,6 +282,81 @@ mod tests {
         s.take_records_into(5, &mut out, &mut ends);
         assert_eq!(out, b"xab\nc\n");
         assert_eq!(ends, [4, 6]);
+        // Offsets are in `out`, not in what was taken before.
+        s.push(b"\nee\nf\n");
+        s.take_into(1, &mut Vec::new());
+        let (mut out, mut ends) = (Vec::new(), Vec::new());
+        s.take_records_into(5, &mut out, &mut ends);
+        assert_eq!(out, b"ee\nf\n");
+        assert_eq!(ends, [3, 5]);
+    }
+
+    /// Lines of varied lengths, so record boundaries fall anywhere.
+    fn numbered_lines(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("{i}:{}\n", "x".repeat(i % 37)).into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn take_one_at_a_time_from_a_large_buffer() {
+        let lines = numbered_lines(50_000);
+        let mut s = Splitter::new(Terminator::Line);
+        assert_eq!(s.push(&lines.concat()), lines.len());
+        let mut r = Vec::new();
+        for (i, want) in lines.iter().enumerate() {
+            r.clear();
+            s.take_into(1, &mut r);
+            assert_eq!(&r, want, "record {i}");
+            assert_eq!(s.complete(), lines.len() - i - 1);
+        }
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.finish(), Ok(0));
+    }
+
+    #[test]
+    fn take_one_at_a_time_while_pushing() {
+        let lines = numbered_lines(20_000);
+        let input = lines.concat();
+        let mut s = Splitter::new(Terminator::new("^[0-9]*5:").unwrap());
+        let (mut got, mut ends) = (Vec::new(), Vec::new());
+        let mut taken = 0;
+        for (i, chunk) in input.chunks(1000).enumerate() {
+            s.push(chunk);
+            // Leave some records behind at times, so compaction meets them.
+            let keep = i % 3;
+            while s.complete() > keep {
+                let before = got.len();
+                s.take_records_into(1, &mut got, &mut ends);
+                assert_eq!(ends.last(), Some(&got.len()));
+                assert!(got.len() > before);
+                taken += 1;
+            }
+            // Taken bytes are dropped: the buffer does not grow with the stream.
+            assert!(s.buf.len() < 8 * 1024, "buffer of {} bytes", s.buf.len());
+        }
+        let k = s.complete();
+        s.take_records_into(k, &mut got, &mut ends);
+        taken += k;
+        assert_eq!(got, input[..got.len()]);
+        assert_eq!(ends.len(), taken);
+        assert_eq!(s.pending(), input.len() - got.len());
+    }
+
+    #[test]
+    fn discard_after_a_partial_take() {
+        let mut s = Splitter::new(Terminator::Line);
+        s.push(b"a\nb\nc\nd");
+        let mut out = Vec::new();
+        s.take_into(1, &mut out);
+        assert_eq!(s.discard(1), 1);
+        assert_eq!(s.discard(5), 1);
+        assert_eq!(s.discard(5), 0);
+        assert_eq!(s.pending(), 1);
+        s.push(b"\ne\n");
+        out.clear();
+        s.take_into(5, &mut out);
+        assert_eq!(out, b"d\ne\n");
     }
 
     #[test]
