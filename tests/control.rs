@@ -4,10 +4,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{ChildStdout, Command};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use common::{World, ok_stdout, process_alive, wait_until};
+use common::{World, finish, finish_within, ok_stdout, process_alive, viasock_lines, wait_until};
 use serde_json::Value;
 
 fn ls_json(w: &World) -> Vec<Value> {
@@ -26,6 +27,95 @@ fn state_files(w: &World) -> Vec<Value> {
         }
     }
     v
+}
+
+/// `ls --json` of every server of the user (the registry), not only those
+/// of the world's state directory.
+fn ls_json_everywhere(w: &World) -> Vec<Value> {
+    let out = w
+        .cmd(&["ls", "--json"])
+        .env_remove("VIASOCK_DIR")
+        .output()
+        .unwrap();
+    serde_json::from_str(&ok_stdout(&out)).expect("ls --json is JSON")
+}
+
+/// The id and server pid of the world's one server.
+fn the_server(w: &World) -> (String, u32) {
+    let files = state_files(w);
+    assert_eq!(files.len(), 1, "one server wanted: {files:#?}");
+    let id = files[0]["id"].as_str().unwrap().to_owned();
+    (id, files[0]["server_pid"].as_u64().unwrap() as u32)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Whether process `pid` sleeps in poll(2), as `viasock kill` does while
+/// it waits for a server to exit (and nowhere before).
+fn waits_in_poll(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("poll"))
+}
+
+/// The lines a call writes, read on a thread so that the test waits for
+/// each with a deadline instead of blocking for good.
+struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    fn of(out: ChildStdout) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = BufReader::new(out);
+            loop {
+                let mut line = String::new();
+                match out.read_line(&mut line) {
+                    Ok(n) if n > 0 && tx.send(line).is_ok() => {}
+                    _ => return,
+                }
+            }
+        });
+        Self(rx)
+    }
+
+    /// The next line; `None` at the end of the output or after 10 s.
+    fn next(&self) -> Option<String> {
+        self.0.recv_timeout(Duration::from_secs(10)).ok()
+    }
+
+    /// Every line left, up to the end of the output.
+    fn rest(&self) -> Vec<String> {
+        std::iter::from_fn(|| self.next()).collect()
+    }
+}
+
+/// A server stopped with SIGSTOP. If the test fails, it is killed with
+/// SIGKILL before [`World`] tries to stop it the polite way.
+struct Stopped<'a> {
+    w: &'a World,
+    pid: u32,
+}
+
+impl<'a> Stopped<'a> {
+    fn new(w: &'a World, pid: u32) -> Self {
+        signal(pid, "STOP");
+        Self { w, pid }
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if self.w.server_pids().contains(&self.pid) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
 }
 
 /// Waits until the one state file satisfies `cond`; returns it.
@@ -182,6 +272,187 @@ fn kill_by_prefix_all_and_ambiguous() {
     assert!(w.server_pids().is_empty());
 }
 
+/// A second `kill` of a server that is draining after the first must not
+/// force it: the call it is finishing is still served to its end.
+#[test]
+fn second_kill_while_draining_does_not_cut_the_call_in_flight() {
+    let w = World::new();
+    let mut call = w.spawn(&["run", "sed", "-u", "s/^/> /"]);
+    let mut input = call.stdin.take().unwrap();
+    let output = Lines::of(call.stdout.take().unwrap());
+    writeln!(input, "a").unwrap();
+    assert_eq!(output.next().as_deref(), Some("> a\n"));
+    let (id, server) = the_server(&w);
+
+    let first = w.spawn(&["kill", &id[..12]]);
+    assert!(
+        wait_until(Duration::from_secs(10), || w.sockets().is_empty()),
+        "the server drains: {}",
+        w.logs()
+    );
+    let second = w.spawn(&["kill", &id[..12]]);
+    // Whatever the second kill does to the server, it has done it once it
+    // waits for the server to exit.
+    assert!(
+        wait_until(Duration::from_secs(10), || !process_alive(second.id())
+            || waits_in_poll(second.id())),
+        "the second kill never got to wait"
+    );
+    for l in ["b", "c"] {
+        writeln!(input, "{l}").expect("the call still reads its input");
+        assert_eq!(
+            output.next(),
+            Some(format!("> {l}\n")),
+            "the call is served to its end: {}",
+            w.logs()
+        );
+    }
+    drop(input);
+    let out = finish(call, b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(output.rest(), Vec::<String>::new());
+    for (which, kill) in [("first", first), ("second", second)] {
+        let out = finish_within(kill, b"", Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "{which} kill: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        !process_alive(server),
+        "kill waits until the server is gone"
+    );
+    let logs = w.logs();
+    assert!(!logs.contains("forced"), "{logs}");
+}
+
+/// `kill --force` of a server that cannot answer (SIGSTOP) gives up on it
+/// after a while and kills it.
+#[test]
+fn kill_force_of_a_stopped_server_returns_with_the_server_gone() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    let (id, server) = the_server(&w);
+    let _stopped = Stopped::new(&w, server);
+    let start = Instant::now();
+    let out = finish_within(
+        w.spawn(&["kill", "--force", &id[..12]]),
+        b"",
+        Duration::from_secs(40),
+    );
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(!process_alive(server), "the server is gone");
+    assert!(ls_json(&w).is_empty(), "nothing is left of it");
+    assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"y\n")), "y\n");
+}
+
+/// `kill` of a server that cannot answer (SIGSTOP) does not wait for it
+/// for ever; the server stops once it runs again.
+#[test]
+fn kill_of_a_stopped_server_gives_up_after_its_wait() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    let (id, server) = the_server(&w);
+    let stopped = Stopped::new(&w, server);
+    let out = finish_within(w.spawn(&["kill", &id[..12]]), b"", Duration::from_secs(40));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        assert!(
+            !process_alive(server),
+            "kill succeeded, yet the server runs"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("viasock: {}", &id[..12])), "{err}");
+    }
+    signal(stopped.pid, "CONT");
+    assert!(
+        wait_until(Duration::from_secs(15), || !process_alive(server)),
+        "the server stops once it runs again: {}",
+        w.logs()
+    );
+    assert!(ls_json(&w).is_empty(), "nothing is left of it");
+}
+
+/// A server draining after `kill` while a successor with the same id
+/// already serves must not take the successor's state file or registry
+/// entry with it when it exits.
+#[test]
+fn draining_server_leaves_its_successor_listed() {
+    let w = World::new();
+    w.script(
+        "slow.sh",
+        "#!/bin/sh\nsleep 0.5\nwhile IFS= read -r l; do sleep 0.1; echo \"$l\"; done\n",
+    );
+    let args = ["run", "./slow.sh"];
+    let mut call = w.spawn(&args);
+    let mut input = call.stdin.take().unwrap();
+    let output = Lines::of(call.stdout.take().unwrap());
+    writeln!(input, "a").unwrap();
+    assert_eq!(output.next().as_deref(), Some("a\n"));
+    let (id, old) = the_server(&w);
+
+    let kill = w.spawn(&["kill", &id[..12]]);
+    assert!(
+        wait_until(Duration::from_secs(10), || w.sockets().is_empty()),
+        "the server drains: {}",
+        w.logs()
+    );
+    assert_eq!(ok_stdout(&w.run(&args, b"b\n")), "b\n");
+    let servers = w.server_pids();
+    let new: Vec<u32> = servers.iter().copied().filter(|&p| p != old).collect();
+    assert_eq!(new.len(), 1, "one successor wanted: {servers:?}");
+    let new = new[0];
+    state_where(&w, |s| s["server_pid"] == new);
+
+    drop(input);
+    let out = finish(call, b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(output.rest(), Vec::<String>::new());
+    let out = finish_within(kill, b"", Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!process_alive(old), "kill waits until the server is gone");
+
+    // Looked at right away: the successor rewrites its state file within a
+    // second, which would hide a loss for a moment only.
+    let listed = ls_json_everywhere(&w);
+    let files = state_files(&w);
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["server_pid"], new, "{listed:#?}");
+    assert_eq!(files.len(), 1, "the state file is kept");
+    assert_eq!(files[0]["server_pid"], new);
+    assert!(process_alive(new));
+    assert_eq!(ok_stdout(&w.run(&args, b"c\n")), "c\n");
+    assert_eq!(w.server_pids(), vec![new], "the successor served it");
+}
+
 #[test]
 fn kill_stale_cleans_up_after_a_killed_server() {
     let w = World::new();
@@ -299,11 +570,17 @@ fn logs_follow_shows_new_lines() {
 #[test]
 fn start_returns_once_the_prelude_is_read() {
     let w = World::new();
+    // The marker is made just before the prelude is written: if it is
+    // missing when `start` returns, `start` did not wait for the prelude.
     w.script(
         "banner.sh",
-        "#!/bin/sh\nsleep 0.3\necho ready\nexec sed -u 's/^/: /'\n",
+        "#!/bin/sh\nsleep 1\ntouch loaded\necho ready\nexec sed -u 's/^/: /'\n",
     );
     let out = w.run(&["start", "-P", "1", "./banner.sh"], b"");
+    assert!(
+        w.work.join("loaded").exists(),
+        "start returned before the prelude"
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -337,4 +614,28 @@ fn start_with_a_probe_and_start_failures() {
         w.logs()
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no model"));
+}
+
+/// A tool that fails at start-up fails `start --probe` with its status
+/// and one line saying why (its stderr may be shown as well), however
+/// early the server closed the call.
+#[test]
+fn start_probe_of_a_tool_failing_at_start_up_gives_its_status() {
+    let w = World::new();
+    w.script(
+        "broken.sh",
+        "#!/bin/sh\necho 'cannot load the model' >&2\nexit 3\n",
+    );
+    // The server may fail the call before it read the probe, or after:
+    // each argument gives a new server, so a new try of that race.
+    for i in 0..32 {
+        let out = w.run(
+            &["start", "--probe", "hello", "./broken.sh", &i.to_string()],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}\n{}", w.logs());
+        assert_eq!(viasock_lines(&out).len(), 1, "{err}");
+        assert!(err.contains("cannot load the model"), "{err}");
+    }
 }

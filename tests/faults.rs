@@ -11,16 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{World, ok_stdout, process_alive, wait_until};
-
-/// Lines of a call's stderr that viasock itself wrote.
-fn viasock_lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| l.starts_with("viasock: "))
-        .map(str::to_owned)
-        .collect()
-}
+use common::{KillOnDrop, World, ok_stdout, process_alive, viasock_lines, wait_until};
 
 /// The call failed with `code` and exactly one `viasock: ` line, which
 /// contains `needle`; returns that line.
@@ -729,16 +720,6 @@ fn foreground_server_with_an_unwritable_log_logs_to_stderr() {
     assert!(server.0.wait().unwrap().success());
 }
 
-/// A foreground server that must not outlive a failed test.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 // --------------------------------------------------------------------- races
 
 const MODEL_TOOL: &str =
@@ -752,6 +733,18 @@ struct Call {
     end: Instant,
     input: String,
     out: Output,
+}
+
+/// Sets `stop` when dropped. Held by the body of a `thread::scope` that
+/// runs [`call_loop`]s: a failed assertion in it unwinds through this
+/// guard, which ends the loops, instead of leaving the scope waiting for
+/// them forever.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Runs `args` in a loop on `threads` threads until `stop`, counting the
@@ -807,6 +800,7 @@ fn calls_racing_model_edits_never_get_an_outdated_model() {
     let done = AtomicUsize::new(0);
     let edits: Mutex<Vec<(Instant, Instant)>> = Mutex::new(Vec::new());
     let calls: Vec<Call> = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let loops = call_loop(s, &w, &args, 2, 1, &stop, &done);
         for (k, v) in VERSIONS.iter().enumerate().skip(1) {
             assert!(wait_until(Duration::from_secs(30), || done
@@ -957,6 +951,7 @@ fn calls_racing_kill_all_succeed_or_fail_cleanly() {
     let stop = AtomicBool::new(false);
     let done = AtomicUsize::new(0);
     let calls: Vec<Call> = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let loops = call_loop(s, &w, &args, 3, 5, &stop, &done);
         for k in 0..6 {
             assert!(wait_until(Duration::from_secs(30), || done
@@ -1022,6 +1017,7 @@ fn calls_racing_restarts_all_succeed() {
     let stop = AtomicBool::new(false);
     let done = AtomicUsize::new(0);
     let calls: Vec<Call> = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let loops = call_loop(s, &w, &args, 3, 5, &stop, &done);
         for k in 0..8 {
             assert!(wait_until(Duration::from_secs(30), || done

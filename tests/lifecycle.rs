@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{World, ok_stdout, process_alive, wait_until};
+use common::{KillOnDrop, World, ok_stdout, process_alive, wait_until};
 
 /// Loads for a moment, then gives up with a message.
 const BROKEN: &str = "#!/bin/sh\nsleep 0.5\necho 'cannot load model.bin' >&2\nexit 4\n";
@@ -184,8 +184,9 @@ fn serve_in_the_foreground_and_client_on_its_socket() {
         "-u",
         "s/^/served /",
     ]);
-    let mut server = server.stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let mut log = BufReader::new(server.stderr.take().unwrap());
+    // Not a server World knows of: it is killed here if the test fails.
+    let mut server = KillOnDrop(server.stderr(std::process::Stdio::piped()).spawn().unwrap());
+    let mut log = BufReader::new(server.0.stderr.take().unwrap());
     let mut line = String::new();
     log.read_line(&mut line).unwrap();
     assert!(line.contains("listening at"), "{line}");
@@ -195,10 +196,10 @@ fn serve_in_the_foreground_and_client_on_its_socket() {
         "served x\n"
     );
     Command::new("kill")
-        .args(["-INT", &server.id().to_string()])
+        .args(["-INT", &server.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(server.wait().unwrap().success());
+    assert!(server.0.wait().unwrap().success());
     assert!(!socket.exists());
 }
 

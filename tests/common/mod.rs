@@ -138,7 +138,13 @@ impl Drop for World {
 }
 
 /// Feeds `input` to a started call and waits for it, at most a minute.
-pub fn finish(mut child: Child, input: &[u8]) -> Output {
+pub fn finish(child: Child, input: &[u8]) -> Output {
+    finish_within(child, input, CALL_LIMIT)
+}
+
+/// [`finish`] with a limit of its own: a call still running after `limit`
+/// is killed and fails the test.
+pub fn finish_within(mut child: Child, input: &[u8], limit: Duration) -> Output {
     let pid = child.id();
     // A caller that kept stdin for itself (to write by hand) has `None` here.
     let stdin = child.stdin.take();
@@ -152,15 +158,26 @@ pub fn finish(mut child: Child, input: &[u8]) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    let out = match rx.recv_timeout(CALL_LIMIT) {
+    let out = match rx.recv_timeout(limit) {
         Ok(out) => out.expect("wait viasock"),
         Err(_) => {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("viasock call {pid} hung for {CALL_LIMIT:?}");
+            panic!("viasock call {pid} hung for {limit:?}");
         }
     };
     feeder.join().expect("feeder");
     out
+}
+
+/// A process the test started itself (a foreground server, say), which
+/// must not outlive the test even if it fails: [`World`] cannot find it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Longest a single call may take in a test before it counts as hung.
@@ -221,6 +238,15 @@ pub fn ok_stdout(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// Lines of a call's stderr that viasock itself wrote.
+pub fn viasock_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("viasock: "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether any process runs with exactly this command line (args joined by
