@@ -244,3 +244,41 @@ fn top_shows_dead_servers_filters_resizes_and_restores_the_terminal() {
         assert!(words.contains(&mode), "{mode} restored: {modes}");
     }
 }
+
+#[test]
+fn top_exits_when_its_terminal_goes_away() {
+    let w = World::new();
+    let tmux = Tmux::new("top3");
+    let command = format!(
+        "env VIASOCK_DIR='{}' XDG_RUNTIME_DIR='{}' '{BIN}' top",
+        w.state.display(),
+        w.tmp.path().display()
+    );
+    let started = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &command,
+    ]);
+    assert!(started.status.success());
+    let pane = tmux.cmd(&["list-panes", "-t", "top", "-F", "#{pane_pid}"]);
+    let top_pid: u32 = String::from_utf8_lossy(&pane.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    tmux.expect("No viasock servers are running");
+    // The window goes away under it, as when a terminal emulator is closed.
+    assert!(tmux.cmd(&["kill-server"]).status.success());
+    let gone = wait_until(Duration::from_secs(15), || !process_alive(top_pid));
+    if !gone {
+        let _ = Command::new("kill")
+            .args(["-9", &top_pid.to_string()])
+            .status();
+    }
+    assert!(gone, "top outlived its terminal");
+}

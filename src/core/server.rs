@@ -221,8 +221,13 @@ pub async fn run(
         _ = forced => false,
     };
     if finished {
-        pool.stop_all(TOOL_EXIT_GRACE * 2 + Duration::from_secs(1))
-            .await;
+        tokio::select! {
+            _ = pool.stop_all(TOOL_EXIT_GRACE * 2 + Duration::from_secs(1)) => {}
+            // A second SIGTERM while the tools take their time to exit.
+            _ = mode_rx.wait_for(|m| *m == Mode::Forced) => {
+                instance::signal_all(rustix::process::Signal::KILL);
+            }
+        }
     } else {
         // Requests still running end with the tool's death, which their
         // clients are told about; give them a moment to hear it.

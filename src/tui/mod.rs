@@ -12,7 +12,8 @@ pub mod ui;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use ratatui::crossterm::event as term;
@@ -38,6 +39,7 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
     };
     let (tx, rx) = mpsc::channel::<Event>();
     watch_signals(tx.clone());
+    let alive = watchdog();
     // Installs a panic hook that restores the terminal; the guard restores
     // it on every other way out of this function.
     let mut terminal = ratatui::try_init()?;
@@ -46,6 +48,7 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
     let mut app = App::new();
     let mut last_read = Instant::now() - REFRESH;
     while !app.quit {
+        alive.fetch_add(1, Ordering::Relaxed);
         if last_read.elapsed() >= REFRESH {
             app.update(Event::Refresh(snapshot(
                 narrow.as_deref(),
@@ -79,6 +82,36 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Watchdog ticks (of [`REFRESH`]) the loop may miss before the terminal
+/// is taken for gone; the loop turns at least once a tick. Counted in the
+/// watchdog's own ticks, so a monitor stopped and continued (SIGSTOP) is
+/// not mistaken for a stalled one.
+const STALLED_TICKS: u32 = 10;
+
+/// Ends the monitor if its loop stops turning. When the terminal goes away
+/// (a closed window, a killed tmux), crossterm reads end-of-file from it
+/// in a busy loop and never returns to us; without this the monitor would
+/// spin at full CPU forever. Returns the loop's turn counter.
+fn watchdog() -> Arc<AtomicU64> {
+    let turns = Arc::new(AtomicU64::new(0));
+    let seen = turns.clone();
+    std::thread::spawn(move || {
+        let (mut last, mut missed) = (u64::MAX, 0);
+        loop {
+            std::thread::sleep(REFRESH);
+            let now = seen.load(Ordering::Relaxed);
+            missed = if now == last { missed + 1 } else { 0 };
+            last = now;
+            if missed >= STALLED_TICKS {
+                ratatui::restore();
+                // As a shell's child does when its terminal hangs up.
+                std::process::exit(129);
+            }
+        }
+    });
+    turns
 }
 
 struct Restore;
