@@ -42,6 +42,35 @@ impl Tmux {
         assert!(self.cmd(&["send-keys", "-t", "top", keys]).status.success());
     }
 
+    /// Runs `command` (a shell command line) in a new `width`×`height`
+    /// session named `top`; returns the pid of its pane's process.
+    fn start(&self, width: u16, height: u16, command: &str) -> u32 {
+        let (x, y) = (width.to_string(), height.to_string());
+        let started = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            &x,
+            "-y",
+            &y,
+            "sh",
+            "-c",
+            command,
+        ]);
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let pane = self.cmd(&["list-panes", "-t", "top", "-F", "#{pane_pid}"]);
+        String::from_utf8_lossy(&pane.stdout)
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// Waits until the screen shows `text`.
     #[track_caller]
     fn expect(&self, text: &str) {
@@ -75,27 +104,8 @@ fn top_shows_a_server_kills_it_and_quits() {
         w.state.display(),
         w.tmp.path().display()
     );
-    let started = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let pane = tmux.cmd(&["list-panes", "-t", "top", "-F", "#{pane_pid}"]);
-    let top_pid: u32 = String::from_utf8_lossy(&pane.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    // `exec`: the pane's process is top itself.
+    let top_pid = tmux.start(100, 30, &format!("exec {command}"));
 
     tmux.expect(&id);
     let screen = tmux.screen();
@@ -157,20 +167,7 @@ fn top_shows_dead_servers_filters_resizes_and_restores_the_terminal() {
         w.tmp.path().display(),
         stty.display()
     );
-    let started = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        "sh",
-        "-c",
-        &command,
-    ]);
-    assert!(started.status.success());
+    tmux.start(120, 30, &command);
     tmux.expect(&cat_id);
     tmux.expect(&sed_id);
     let colours = tmux.cmd(&["capture-pane", "-p", "-e", "-t", "top"]);
@@ -254,23 +251,7 @@ fn top_exits_when_its_terminal_goes_away() {
         w.state.display(),
         w.tmp.path().display()
     );
-    let started = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        &command,
-    ]);
-    assert!(started.status.success());
-    let pane = tmux.cmd(&["list-panes", "-t", "top", "-F", "#{pane_pid}"]);
-    let top_pid: u32 = String::from_utf8_lossy(&pane.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let top_pid = tmux.start(80, 24, &format!("exec {command}"));
     tmux.expect("No viasock servers are running");
     // The window goes away under it, as when a terminal emulator is closed.
     assert!(tmux.cmd(&["kill-server"]).status.success());
