@@ -101,10 +101,12 @@ impl StateDir {
     /// they exist. Returns false if they do not (no server can be there).
     pub fn verify(&self) -> Result<bool, PathError> {
         for p in [self.root.clone(), self.sockets()] {
-            match check_dir(&p) {
-                Ok(()) => {}
-                Err(PathError::NotDir(_)) if !p.exists() => return Ok(false),
-                Err(e) => return Err(e),
+            // Missing is told apart at the one look: another first call may
+            // be creating it right now.
+            match fs::symlink_metadata(&p) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(_) => return Err(PathError::NotDir(p)),
+                Ok(meta) => check_meta(&p, &meta)?,
             }
         }
         Ok(true)
@@ -115,6 +117,10 @@ impl StateDir {
 /// writable by group or others.
 pub fn check_dir(path: &Path) -> Result<(), PathError> {
     let meta = fs::symlink_metadata(path).map_err(|_| PathError::NotDir(path.to_owned()))?;
+    check_meta(path, &meta)
+}
+
+fn check_meta(path: &Path, meta: &fs::Metadata) -> Result<(), PathError> {
     if meta.file_type().is_symlink() {
         return Err(PathError::Symlink(path.to_owned()));
     }
