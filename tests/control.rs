@@ -8,7 +8,9 @@ use std::process::{ChildStdout, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{World, finish, finish_within, ok_stdout, process_alive, viasock_lines, wait_until};
+use common::{
+    World, finish, finish_within, ok_stdout, process_alive, signal, viasock_lines, wait_until,
+};
 use serde_json::Value;
 
 fn ls_json(w: &World) -> Vec<Value> {
@@ -46,15 +48,6 @@ fn the_server(w: &World) -> (String, u32) {
     assert_eq!(files.len(), 1, "one server wanted: {files:#?}");
     let id = files[0]["id"].as_str().unwrap().to_owned();
     (id, files[0]["server_pid"].as_u64().unwrap() as u32)
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
 }
 
 /// Whether process `pid` sleeps in poll(2), as `viasock kill` does while
@@ -103,7 +96,7 @@ struct Stopped<'a> {
 
 impl<'a> Stopped<'a> {
     fn new(w: &'a World, pid: u32) -> Self {
-        signal(pid, "STOP");
+        signal(pid.into(), "STOP");
         Self { w, pid }
     }
 }
@@ -383,7 +376,7 @@ fn kill_of_a_stopped_server_gives_up_after_its_wait() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.starts_with(&format!("viasock: {}", &id[..12])), "{err}");
     }
-    signal(stopped.pid, "CONT");
+    signal(stopped.pid.into(), "CONT");
     assert!(
         wait_until(Duration::from_secs(15), || !process_alive(server)),
         "the server stops once it runs again: {}",

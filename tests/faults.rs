@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, World, ok_stdout, process_alive, viasock_lines, wait_until};
+use common::{KillOnDrop, World, ok_stdout, process_alive, signal, viasock_lines, wait_until};
 
 /// The call failed with `code` and exactly one `viasock: ` line, which
 /// contains `needle`; returns that line.
@@ -42,15 +42,6 @@ fn the_server(w: &World) -> u32 {
     let pids = w.server_pids();
     assert_eq!(pids.len(), 1, "one server wanted: {pids:?}");
     pids[0]
-}
-
-fn signal(pid: i64, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), "--", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
 }
 
 // ---------------------------------------------------------------- tool faults

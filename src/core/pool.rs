@@ -140,17 +140,16 @@ impl Pool {
             w.attach(req.clone());
             return Ok(());
         }
-        // Waiters come first: a free worker is theirs.
-        let free = if self.waiting() == 0 {
+        // Waiters come first: a free worker, or room for a new one, is theirs.
+        let nobody_waits = self.waiting() == 0;
+        let free = if nobody_waits {
             self.free_worker()
         } else {
             None
         };
         let w = match free {
             Some(w) => w,
-            None if self.workers.borrow().len() < self.max() && self.waiting() == 0 => {
-                self.start_worker()
-            }
+            None if nobody_waits && self.workers.borrow().len() < self.max() => self.start_worker(),
             None => {
                 let (tx, rx) = oneshot::channel();
                 let ahead = self.waiters.borrow().len();

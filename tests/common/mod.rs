@@ -137,6 +137,17 @@ impl Drop for World {
     }
 }
 
+/// Sends signal `sig` (a name: INT, KILL, STOP...) to `pid`; a negative
+/// pid is a process group.
+pub fn signal(pid: i64, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), "--", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
 /// Feeds `input` to a started call and waits for it, at most a minute.
 pub fn finish(child: Child, input: &[u8]) -> Output {
     finish_within(child, input, CALL_LIMIT)
