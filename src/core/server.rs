@@ -641,11 +641,9 @@ async fn write_states(
             _ = mode.changed() => {}
         }
         let listening = *shared.mode.borrow() == Mode::Running;
-        if !listening && !state::is_own(&path, me, start_ticks) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        if let Err(e) = state::write_state(&path, &snapshot(&shared, &pool, start_ticks))
+        let ours = listening || state::is_own(&path, me, start_ticks);
+        if ours
+            && let Err(e) = state::write_state(&path, &snapshot(&shared, &pool, start_ticks))
             && !std::mem::replace(&mut warned, true)
         {
             tracing::warn!("cannot write state file {}: {e}", path.display());
