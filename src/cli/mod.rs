@@ -41,12 +41,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command through its server, starting the server if needed.
+    #[command(override_usage = "viasock run [OPTIONS] [--] PROGRAM [ARGS]...")]
     Run(RunArgs),
     /// Run a server in the foreground (what `run` starts in the background).
+    #[command(override_usage = "viasock serve [OPTIONS] [--socket PATH] [--] PROGRAM [ARGS]...")]
     Serve(ServeArgs),
     /// Stream stdin through the server listening at SOCKET.
     Client(ClientArgs),
     /// Start (or find) the server for a command; return once its tool runs.
+    #[command(override_usage = "viasock start [OPTIONS] [--probe RECORD] [--] PROGRAM [ARGS]...")]
     Start(StartArgs),
     /// List servers.
     Ls(LsArgs),
@@ -202,25 +205,29 @@ pub struct ToolArgs {
     #[arg(short = 'l', long, value_name = "PATH")]
     pub log: Option<PathBuf>,
 
-    /// The tool to run.
-    #[arg(required = true, value_name = "PROGRAM")]
-    pub program: OsString,
-
-    /// Its arguments.
+    /// The tool and its arguments. Everything from PROGRAM on is the tool's
+    /// and reaches it unchanged, whatever it looks like (`-l 5`, `--help`,
+    /// `--`); viasock's own options go before PROGRAM. A `--` before PROGRAM
+    /// ends viasock's options (needed only for a PROGRAM that starts with
+    /// `-`).
     #[arg(
+        required = true,
         trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
+        num_args = 1..,
+        value_name = "PROGRAM [ARGS]"
     )]
-    pub args: Vec<OsString>,
+    pub command: Vec<OsString>,
 }
 
 impl ToolArgs {
     /// Validates the options into a [`ToolSpec`].
     pub fn spec(&self) -> Result<ToolSpec, Fatal> {
+        let Some((program, args)) = self.command.split_first() else {
+            return Err(Fatal::new(status::USAGE, "no PROGRAM given"));
+        };
         let spec = ToolSpec {
-            program: self.program.clone(),
-            args: self.args.clone(),
+            program: program.clone(),
+            args: args.to_vec(),
             input_terminator: self.input_terminator.clone(),
             output_terminator: self.output_terminator.clone(),
             prelude: self.output_prelude,
