@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, World, ok_stdout, wait_until};
+use common::{KillOnDrop, World, ok_stdout, viasock_lines, wait_until};
 
 /// Answers each line with its arguments, `|`-separated, then the line.
 const SHOW_ARGS: &str =
@@ -81,6 +81,7 @@ fn start_and_serve_pass_options_after_program_to_the_tool() {
     let socket = w.work.join("fg.sock");
     let server = KillOnDrop(
         w.cmd(&["serve", "--socket", "fg.sock", "./args.sh", "--socket", "z"])
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -95,4 +96,70 @@ fn unknown_option_before_program_is_a_usage_error() {
     let w = World::new();
     let out = w.run(&["run", "--no-such-option", "cat"], b"a\n");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A spell checker in ispell pipe mode: a one-line banner, then for each
+/// line an answer that ends with a blank line.
+const ISPELL: &str = "#!/bin/sh\necho '@(#) International Ispell Version 3.2.06 (but really a script)'\nwhile IFS= read -r l; do echo \"* $l\"; echo; done\n";
+
+#[test]
+fn a_prelude_that_never_completes_fails_within_process_timeout() {
+    let w = World::new();
+    w.script("ispell.sh", ISPELL);
+    for command in ["run", "start"] {
+        let began = Instant::now();
+        let out = w.run(
+            &[command, "-P", "1", "-T", "^$", "-w", "1", "./ispell.sh"],
+            b"word\n",
+        );
+        assert_eq!(out.status.code(), Some(124), "{command}: {out:?}");
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "{command} took {:?}",
+            began.elapsed()
+        );
+        let lines = viasock_lines(&out);
+        assert_eq!(lines.len(), 1, "{command}: {lines:?}");
+        assert!(
+            lines[0].contains(
+                "the tool wrote 1 line at start-up but no complete prelude record (-P 1, -T '^$')"
+            ) && lines[0].contains("see log"),
+            "{command}: {lines:?}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{command}: nothing of the banner reaches stdout"
+        );
+    }
+}
+
+#[test]
+fn a_prelude_that_fits_the_tool_is_served() {
+    let w = World::new();
+    w.script("ispell.sh", ISPELL);
+    // The banner line starts with '@', which no answer line does.
+    let out = w.run(
+        &["run", "-P", "1", "-T", "^$|^@", "-w", "5", "./ispell.sh"],
+        b"word\n",
+    );
+    assert_eq!(
+        ok_stdout(&out),
+        "@(#) International Ispell Version 3.2.06 (but really a script)\n* word\n\n"
+    );
+}
+
+#[test]
+fn a_prelude_that_never_completes_without_process_timeout_is_reported() {
+    let w = World::new();
+    w.script("ispell.sh", ISPELL);
+    let mut call = w.spawn(&["run", "-P", "1", "-T", "^$", "./ispell.sh"]);
+    let said = wait_until(Duration::from_secs(30), || {
+        w.logs().contains(
+            "still waiting for the prelude: the tool wrote 1 line at start-up but no complete \
+             prelude record (-P 1, -T '^$'); set -w to bound the wait",
+        )
+    });
+    let _ = call.kill();
+    let _ = call.wait();
+    assert!(said, "logs: {}", w.logs());
 }

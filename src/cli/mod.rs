@@ -177,7 +177,8 @@ pub struct ToolArgs {
     #[arg(short = 'P', long, value_name = "N", default_value_t = 0)]
     pub output_prelude: usize,
 
-    /// Longest time the tool may take to answer one record; then it is killed (status 124).
+    /// Longest time the tool may take to answer one record, or to write its
+    /// prelude (-P) once started; then it is killed (status 124).
     #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_secs)]
     pub process_timeout: Option<Duration>,
 

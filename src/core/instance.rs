@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 use crate::core::config::ToolSpec;
 use crate::core::records::{Splitter, Terminator};
 
+/// Without `-w`: how long a tool that wrote part of its prelude may stay
+/// quiet before the waiting calls are told what it wrote.
+const PRELUDE_QUIET: Duration = Duration::from_secs(5);
 /// Lines of the tool's stderr kept for error messages.
 const TAIL_LINES: usize = 5;
 /// Longest stderr line forwarded or logged in one piece.
@@ -86,8 +89,14 @@ impl Drop for Instance {
 }
 
 impl Instance {
-    /// Starts the tool and reads its prelude.
-    pub async fn start(spec: &ToolSpec, output: &Terminator) -> Result<Self, Failure> {
+    /// Starts the tool and reads its prelude. Without `-w`, a tool that
+    /// wrote part of a prelude and then went quiet is reported once
+    /// through `notice` (for the calls that wait), and waited for.
+    pub async fn start(
+        spec: &ToolSpec,
+        output: &Terminator,
+        notice: impl Fn(&str),
+    ) -> Result<Self, Failure> {
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
             .stdin(Stdio::piped())
@@ -138,12 +147,45 @@ impl Instance {
             dead: false,
         };
         if spec.prelude > 0 {
+            // -w bounds the wait for the prelude too: a prelude that cannot
+            // complete (a -P or -T that does not fit the tool) must not
+            // keep every caller waiting for ever.
+            let deadline = spec
+                .process_timeout
+                .map(|t| tokio::time::Instant::now() + t);
             let mut buf = vec![0u8; 64 * 1024];
+            let mut noticed = false;
             while inst.out.complete() < spec.prelude {
-                match inst.stdout.read(&mut buf).await {
-                    Ok(0) | Err(_) => return Err(inst.ended("while writing its prelude").await),
-                    Ok(n) => {
+                let read = match deadline {
+                    Some(d) => tokio::time::timeout_at(d, inst.stdout.read(&mut buf)).await,
+                    None if noticed || inst.out.untaken().is_empty() => {
+                        Ok(inst.stdout.read(&mut buf).await)
+                    }
+                    None => match tokio::time::timeout(PRELUDE_QUIET, inst.stdout.read(&mut buf))
+                        .await
+                    {
+                        Ok(r) => Ok(r),
+                        Err(_) => {
+                            noticed = true;
+                            let m = inst.incomplete_prelude(spec).message;
+                            tracing::warn!(pid, "still waiting for the prelude: {m}");
+                            notice(&format!("still waiting for the tool's prelude: {m}"));
+                            continue;
+                        }
+                    },
+                };
+                match read {
+                    Ok(Ok(0) | Err(_)) => {
+                        return Err(inst.ended("while writing its prelude").await);
+                    }
+                    Ok(Ok(n)) => {
                         inst.out.push(&buf[..n]);
+                    }
+                    Err(_elapsed) => {
+                        let f = inst.incomplete_prelude(spec);
+                        tracing::warn!(pid, "{}", f.message);
+                        inst.kill().await;
+                        return Err(f);
                     }
                 }
             }
@@ -153,6 +195,46 @@ impl Instance {
             tracing::info!(pid, records = spec.prelude, "prelude read");
         }
         Ok(inst)
+    }
+
+    /// The failure of a tool whose prelude did not complete within `-w`:
+    /// what it wrote, against what `-P` and `-T` expect.
+    fn incomplete_prelude(&self, spec: &ToolSpec) -> Failure {
+        let written = self.out.untaken();
+        let lines = memchr::memchr_iter(b'\n', written).count()
+            + usize::from(!written.is_empty() && !written.ends_with(b"\n"));
+        let within = match spec.process_timeout {
+            Some(t) => format!(" within {} s (-w); it was killed.", t.as_secs_f64()),
+            None => "; set -w to bound the wait.".to_owned(),
+        };
+        let options = format!(
+            "-P {}, -T {}",
+            spec.prelude,
+            crate::core::shell::quote(spec.output_terminator.as_ref())
+        );
+        let message = match (lines, self.out.complete()) {
+            (0, _) => format!(
+                "the tool wrote no prelude at start-up ({options}){within} A tool that loads \
+                 for longer needs a larger -w"
+            ),
+            (n, 0) => format!(
+                "the tool wrote {n} line{} at start-up but no complete prelude record \
+                 ({options}){within} Check -P and -T against what the tool writes before its \
+                 first answer",
+                plural(n)
+            ),
+            (n, k) => format!(
+                "the tool wrote {n} line{} at start-up but only {k} of the {} prelude records \
+                 ({options}){within} Check -P and -T against what the tool writes before its \
+                 first answer",
+                plural(n),
+                spec.prelude
+            ),
+        };
+        Failure {
+            code: crate::core::status::TIMEOUT,
+            message,
+        }
     }
 
     /// The failure of a tool whose stdout closed or which exited: waits
@@ -225,6 +307,10 @@ pub fn exit_code(s: ExitStatus) -> (i32, String) {
         (None, Some(sig)) => (128 + sig, format!("was killed by signal {sig}")),
         _ => (1, "ended".to_owned()),
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 fn describe(spec: &ToolSpec) -> String {

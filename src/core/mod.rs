@@ -13,6 +13,7 @@ pub mod procinfo;
 pub mod protocol;
 pub mod records;
 pub mod server;
+pub mod shell;
 pub mod state;
 pub mod worker;
 

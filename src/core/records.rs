@@ -157,6 +157,11 @@ impl Splitter {
         before - self.ends.len()
     }
 
+    /// Everything pushed and not yet taken, complete records first.
+    pub fn untaken(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+
     /// Bytes after the last complete record.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.ends.back().copied().unwrap_or(self.head)

@@ -383,7 +383,12 @@ impl Worker {
         };
         let cfg = pool.config().clone();
         drop(pool);
-        let mut inst = match Instance::start(&cfg.spec, &cfg.output).await {
+        let notice = |m: &str| {
+            for r in self.attached.borrow().iter() {
+                r.emit(Kind::Info, m.as_bytes());
+            }
+        };
+        let mut inst = match Instance::start(&cfg.spec, &cfg.output, notice).await {
             Ok(i) => i,
             Err(f) => {
                 // Recorded before it leaves the pool, so that those who
