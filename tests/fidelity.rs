@@ -163,3 +163,74 @@ fn a_prelude_that_never_completes_without_process_timeout_is_reported() {
     let _ = call.wait();
     assert!(said, "logs: {}", w.logs());
 }
+
+/// Asserts that a call failed because the tool wrote more answers than
+/// records, and said so in one line that names the framing options.
+#[track_caller]
+fn assert_framing_failure(out: &std::process::Output) {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines = viasock_lines(out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("cannot be matched to this call's records (-t '', -T '', -P 0)")
+            && lines[0].contains("give -T the pattern of an answer's last line"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn two_answers_per_record_in_one_write_fail_every_call() {
+    let w = World::new();
+    // An n-best tool: two analyses of every line, written together.
+    let nbest = ["run", "sed", "-u", "s/.*/&\\n&-again/"];
+    for i in 0..10 {
+        let out = w.run(&nbest, format!("line {i}\n").as_bytes());
+        assert_framing_failure(&out);
+    }
+    let out = w.run(&nbest, b"a\nb\nc\n");
+    assert_framing_failure(&out);
+}
+
+#[test]
+fn a_trailer_after_every_answer_fails_a_call_of_many_records() {
+    let w = World::new();
+    w.script(
+        "trailer.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"$l\"; echo '--'; done\n",
+    );
+    let input: String = (0..20).map(|i| format!("record {i}\n")).collect();
+    for _ in 0..5 {
+        let out = w.run(&["run", "./trailer.sh"], input.as_bytes());
+        assert_framing_failure(&out);
+    }
+}
+
+#[test]
+fn a_call_after_a_framing_failure_gets_a_fresh_tool() {
+    let w = World::new();
+    w.script(
+        "once.sh",
+        "#!/bin/sh\nIFS= read -r l; printf '%s\\n%s\\n' \"$l\" extra\nexec sed -u s/^/ok:/\n",
+    );
+    assert_framing_failure(&w.run(&["run", "./once.sh"], b"a\n"));
+    // The first line of a fresh tool is again answered twice: the broken
+    // tool was not kept.
+    assert_framing_failure(&w.run(&["run", "./once.sh"], b"b\n"));
+}
+
+#[test]
+fn a_record_not_answered_within_process_timeout_names_framing() {
+    let w = World::new();
+    // Answers every second line only.
+    w.script(
+        "pairs.sh",
+        "#!/bin/sh\nwhile IFS= read -r a && IFS= read -r b; do echo \"$a $b\"; done\n",
+    );
+    let out = w.run(&["run", "-w", "1", "./pairs.sh"], b"a\nb\nc\n");
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let lines = viasock_lines(&out);
+    assert!(
+        lines.len() == 1 && lines[0].contains("fewer answers than it reads records"),
+        "{lines:?}"
+    );
+}

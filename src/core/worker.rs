@@ -449,9 +449,17 @@ impl Worker {
                 Failure {
                     code: crate::core::status::TIMEOUT,
                     message: format!(
-                        "the tool did not answer a record within {secs} s (--process-timeout); it was killed"
+                        "the tool did not answer a record within {secs} s (--process-timeout); it \
+                         was killed. A tool that needs longer needs a larger -w; one that writes \
+                         fewer answers than it reads records (several records per answer) needs \
+                         other -t/-T options"
                     ),
                 }
+            }
+            Exit::Framing(f) => {
+                tracing::warn!(pid = inst.pid, "{}", f.message);
+                inst.kill().await;
+                f
             }
             Exit::Orphaned => {
                 tracing::warn!(
@@ -573,16 +581,23 @@ impl Worker {
         }
         let now = Instant::now();
         let first_new = route.len();
-        let mut note = |r: &Rc<Request>, k: usize| {
+        // `buf` is filled only once all before it was written.
+        let base = self.fed.get();
+        let mut note = |r: &Rc<Request>, k: usize, buf: &[u8]| {
             r.in_flight.set(r.in_flight.get() + k);
+            let end = base + buf.len() as u64;
             let len = route.len();
             match route.back_mut() {
                 // Runs of one request written together share an entry.
-                Some(last) if len > first_new && Rc::ptr_eq(&last.req, r) => last.count += k,
+                Some(last) if len > first_new && Rc::ptr_eq(&last.req, r) => {
+                    last.count += k;
+                    last.end = end;
+                }
                 _ => route.push_back(Routed {
                     req: r.clone(),
                     count: k,
                     written: now,
+                    end,
                 }),
             }
         };
@@ -590,7 +605,7 @@ impl Worker {
         if ready.len() == 1 {
             let r = &ready[0];
             let k = r.take_records(budget, buf);
-            note(r, k);
+            note(r, k, buf);
             return k;
         }
         let len = ready.len();
@@ -599,7 +614,7 @@ impl Worker {
             let r = &ready[*rr % len];
             *rr = rr.wrapping_add(1);
             if r.ready_records() > 0 && r.take_records(1, buf) == 1 {
-                note(r, 1);
+                note(r, 1, buf);
                 total += 1;
                 misses = 0;
             } else {
@@ -644,7 +659,12 @@ impl Worker {
                 .filter(|r| r.is_done() && !r.is_gone())
                 .cloned()
                 .collect();
-            if let Some(last) = finishing.first() {
+            // A call whose answers are all in is not ended while more
+            // output waits in the pipe: if that is more than was asked for,
+            // the call must hear of it before its status.
+            let output_waits = !finishing.is_empty()
+                && rustix::io::ioctl_fionread(&*stdout).is_ok_and(|unread| unread > 0);
+            if let Some(last) = finishing.first().filter(|_| !output_waits) {
                 // Stderr travels apart from stdout: a line the tool wrote
                 // just before its last answer may not have reached us yet.
                 // Letting the runtime poll its pipes once more brings it in.
@@ -655,7 +675,9 @@ impl Worker {
                     last.emit(Kind::Stderr, &line);
                 }
             }
-            self.settle();
+            if !output_waits {
+                self.settle();
+            }
             let idle = self.attached.borrow().is_empty() && !self.reserved.get();
             if unsolicited && idle {
                 tracing::warn!(
@@ -718,13 +740,36 @@ impl Worker {
                     out.push(&rbuf[..n]);
                     let mut given = 0usize;
                     while out.complete() > 0 {
-                        let Some(Routed { req, count, written }) = route.front_mut() else {
+                        let Some(Routed { req, count, written, end }) = route.front_mut() else {
                             let extra = out.discard(usize::MAX);
+                            if self.attached.borrow().iter().any(|r| !r.is_finished() && !r.is_gone()) {
+                                return Exit::Framing(framing_failure(
+                                    &cfg.spec,
+                                    &format!(
+                                        "the tool wrote {extra} more answer record{} than this call \
+                                         sent records",
+                                        if extra == 1 { "" } else { "s" }
+                                    ),
+                                ));
+                            }
                             tracing::warn!(pid, records = extra, "tool wrote answers nobody asked for; dropped");
                             unsolicited = true;
                             break;
                         };
                         let k = (*count).min(out.complete());
+                        // A tool cannot answer a record before it has read
+                        // it. (The last byte is spared: a tool may know a
+                        // record's end before it reads the final newline.)
+                        if k == *count
+                            && let Some(stdin) = stdin.as_ref()
+                            && let Ok(unread) = rustix::io::ioctl_fionread(stdin)
+                            && self.fed.get().saturating_sub(unread) + 1 < *end
+                        {
+                            return Exit::Framing(framing_failure(
+                                &cfg.spec,
+                                "the tool answered records it had not read yet",
+                            ));
+                        }
                         answers.clear();
                         out.take_into(k, &mut answers);
                         req.emit(Kind::Output, &answers);
@@ -795,11 +840,13 @@ impl Worker {
 }
 
 /// Records written to the tool and not yet answered: `count` of `req`'s,
-/// written at `written`.
+/// written at `written`, ending at byte `end` of all that was written to
+/// the tool's stdin.
 struct Routed {
     req: Rc<Request>,
     count: usize,
     written: Instant,
+    end: u64,
 }
 
 /// Why a worker's serving ended.
@@ -812,6 +859,28 @@ enum Exit {
     Timeout(f64),
     /// Answers owed only to calls that left did not come in time.
     Orphaned,
+    /// The tool wrote more answers than it was sent records: its answers
+    /// can no longer be matched to records.
+    Framing(Failure),
+}
+
+/// The failure of a call whose answers outnumber its records, with the
+/// likely causes and the options that fix them.
+fn framing_failure(spec: &crate::core::config::ToolSpec, what: &str) -> Failure {
+    let quote = |p: &str| crate::core::shell::quote(p.as_ref());
+    Failure {
+        code: crate::core::status::FAILURE,
+        message: format!(
+            "{what}, so its answers cannot be matched to this call's records (-t {}, -T {}, -P \
+             {}); the tool was stopped. Likely causes: answers of several lines (give -T the \
+             pattern of an answer's last line, such as '^$' for a blank line), a banner at \
+             start-up (give -P the number of its records), or more than one answer per record \
+             (an n-best or trailer option of the tool)",
+            quote(&spec.input_terminator),
+            quote(&spec.output_terminator),
+            spec.prelude
+        ),
+    }
 }
 
 async fn write_some(
