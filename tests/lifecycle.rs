@@ -339,7 +339,7 @@ fn unsolicited_output_retires_the_instance() {
             assert!(retired(k + 1), "call {k}: {}", w.logs());
         } else {
             assert!(err.contains("cannot be matched"), "call {k}: {err}");
-            assert!(got == "" || got == "banner\n", "call {k}: {got:?}");
+            assert!(got.is_empty() || got == "banner\n", "call {k}: {got:?}");
         }
     }
 }
