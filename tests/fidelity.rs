@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{KillOnDrop, World, ok_stdout, viasock_lines, wait_until};
@@ -233,4 +234,67 @@ fn a_record_not_answered_within_process_timeout_names_framing() {
         lines.len() == 1 && lines[0].contains("fewer answers than it reads records"),
         "{lines:?}"
     );
+}
+
+/// Answers three records, then exits 0, as a tool with a request limit
+/// does (after a moment of clean-up, in which the next call comes).
+const RECYCLES: &str = "#!/bin/sh\nn=0\nwhile IFS= read -r l; do echo \"ok $l\"; n=$((n+1)); [ $n -ge 3 ] && { sleep 0.1; exit 0; }; done\n";
+
+#[test]
+fn a_tool_that_exits_between_calls_costs_no_call() {
+    let w = World::new();
+    w.script("recycles.sh", RECYCLES);
+    for i in 0..40 {
+        let out = w.run(&["run", "./recycles.sh"], format!("{i}\n").as_bytes());
+        assert_eq!(ok_stdout(&out), format!("ok {i}\n"), "call {i}");
+    }
+}
+
+#[test]
+fn a_tool_that_exits_between_concurrent_calls_costs_no_call() {
+    let w = World::new();
+    w.script("recycles.sh", RECYCLES);
+    for round in 0..4 {
+        // Every other round shares instances record by record.
+        let args: &[&str] = if round % 2 == 0 {
+            &["run", "-j", "2", "./recycles.sh"]
+        } else {
+            &["run", "-j", "2", "--interleave", "./recycles.sh"]
+        };
+        let calls: Vec<_> = (0..10)
+            .map(|i| {
+                let mut c = w.spawn(args);
+                let mut stdin = c.stdin.take().unwrap();
+                writeln!(stdin, "{round}.{i}").unwrap();
+                (i, c)
+            })
+            .collect();
+        for (i, c) in calls {
+            let out = common::finish(c, b"");
+            assert_eq!(ok_stdout(&out), format!("ok {round}.{i}\n"));
+        }
+    }
+}
+
+#[test]
+fn a_call_longer_than_the_tools_request_limit_goes_on_with_a_fresh_tool() {
+    let w = World::new();
+    w.script("recycles.sh", RECYCLES);
+    let input: String = (0..10).map(|i| format!("{i}\n")).collect();
+    let want: String = (0..10).map(|i| format!("ok {i}\n")).collect();
+    let out = w.run(&["run", "./recycles.sh"], input.as_bytes());
+    assert_eq!(ok_stdout(&out), want);
+}
+
+#[test]
+fn a_tool_that_dies_on_a_record_still_fails_that_call() {
+    let w = World::new();
+    w.script(
+        "dies.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do [ \"$l\" = bad ] && exit 3; echo \"ok $l\"; done\n",
+    );
+    let out = w.run(&["run", "./dies.sh"], b"a\nbad\nb\n");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok a\n");
+    assert_eq!(ok_stdout(&w.run(&["run", "./dies.sh"], b"c\n")), "ok c\n");
 }

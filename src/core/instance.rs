@@ -74,6 +74,9 @@ pub struct Instance {
     tail: Arc<Mutex<VecDeque<String>>>,
     /// Set once the tool has exited or was killed.
     pub(crate) dead: bool,
+    /// Set by [`ended`](Self::ended) if the tool exited by itself (rather
+    /// than closing its pipes and living on until killed).
+    pub(crate) exited: bool,
 }
 
 impl Drop for Instance {
@@ -145,6 +148,7 @@ impl Instance {
             stderr_task: Some(stderr_task),
             tail,
             dead: false,
+            exited: false,
         };
         if spec.prelude > 0 {
             // -w bounds the wait for the prelude too: a prelude that cannot
@@ -247,6 +251,7 @@ impl Instance {
             _ => None,
         };
         signal_group(self.pid as i32, rustix::process::Signal::KILL);
+        self.exited = status.is_some();
         if status.is_none() {
             let _ = self.child.wait().await;
         }

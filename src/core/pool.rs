@@ -24,8 +24,9 @@ use tokio::time::Instant;
 use crate::core::config::ToolSpec;
 use crate::core::instance::Failure;
 use crate::core::records::Terminator;
+use crate::core::request::Request;
 use crate::core::state::Stats;
-use crate::core::worker::{Request, Worker, WorkerState};
+use crate::core::worker::{Worker, WorkerState};
 
 /// What every worker of a pool runs.
 #[derive(Clone, Debug)]
@@ -198,9 +199,28 @@ impl Pool {
     }
 
     /// A worker is going away (its tool died, or it stops): nobody is
-    /// given it any more, and its place goes to the waiters.
-    pub fn forget(self: &Rc<Self>, w: &Rc<Worker>) {
+    /// given it any more, and its place goes to the waiters. `resumed`
+    /// were being served by it and go on with another instance, first.
+    pub fn forget(self: &Rc<Self>, w: &Rc<Worker>, resumed: Vec<Rc<Request>>) {
         self.remove(w);
+        if self.cfg.spec.interleave {
+            for r in resumed {
+                if self.stopping.get() {
+                    let f = stopping();
+                    r.finish(f.code, Some(f.message));
+                } else {
+                    self.least_loaded().attach(r);
+                }
+            }
+        } else {
+            let mut waiters = self.waiters.borrow_mut();
+            for r in resumed.into_iter().rev() {
+                // Nobody waits on this grant: a failure is told to the
+                // request itself (see `refuse`).
+                let (grant, _) = oneshot::channel();
+                waiters.push_front((r, grant));
+            }
+        }
         self.serve_waiters();
     }
 
@@ -275,7 +295,7 @@ impl Pool {
                         .filter(|(at, _)| *at >= req.arrived)
                         .map(|(_, f)| f.clone());
                     if let Some(f) = failed {
-                        let _ = grant.send(Err(f));
+                        refuse(&req, grant, f);
                         continue;
                     }
                     self.start_worker()
@@ -299,8 +319,8 @@ impl Pool {
     /// No new instances from now on; waiters are told the server stops.
     pub fn begin_stop(&self) {
         self.stopping.set(true);
-        for (_, grant) in self.waiters.borrow_mut().drain(..) {
-            let _ = grant.send(Err(stopping()));
+        for (req, grant) in self.waiters.borrow_mut().drain(..) {
+            refuse(&req, grant, stopping());
         }
     }
 
@@ -320,6 +340,14 @@ impl Pool {
 
     pub fn workers(&self) -> Vec<Rc<Worker>> {
         self.workers.borrow().clone()
+    }
+}
+
+/// Tells a waiter it gets no instance: through its grant, or, for a request
+/// resumed after its tool ended (nobody awaits its grant), directly.
+fn refuse(req: &Request, grant: Grant, f: Failure) {
+    if let Err(Err(f)) = grant.send(Err(f)) {
+        req.finish(f.code, Some(f.message));
     }
 }
 

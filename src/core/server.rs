@@ -31,9 +31,9 @@ use crate::core::pool::{Pool, PoolConfig};
 use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
 use crate::core::records::Splitter;
 use crate::core::records::Terminator;
+use crate::core::request::{End, Request};
 use crate::core::state::{self, InstanceState, Phase, ServerState, Stats};
 use crate::core::worker::WorkerState;
-use crate::core::worker::{End, Request};
 
 /// Longest time in-flight requests get to finish when the server stops.
 pub const GRACE: Duration = Duration::from_secs(10);

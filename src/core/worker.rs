@@ -4,8 +4,8 @@
 //! A connection handler turns its client's input into whole records and
 //! queues them on its [`Request`]; the worker writes queued records to the
 //! tool's stdin while it reads answers from the tool's stdout, and hands
-//! each answer to the request whose record it answers (a FIFO route of
-//! `(request, count)`). The tool is never written to while its output goes
+//! each answer to the request whose record it answers (the
+//! [`Feed`](crate::core::feed::Feed)). The tool is never written to while its output goes
 //! unread, so it cannot deadlock on full pipes; and nobody blocks on a
 //! client: answers wait in the request's buffer for its handler to send.
 //!
@@ -19,7 +19,6 @@
 //! `Rc`, `Cell` and `RefCell`, and no borrow is held across an `.await`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -27,17 +26,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::core::feed::Feed;
 use crate::core::instance::{Failure, Instance};
 use crate::core::pool::{Pool, PoolConfig};
-use crate::core::protocol::{self, Kind};
+use crate::core::protocol::Kind;
+use crate::core::request::{End, Request};
 use crate::core::state::Stats;
 
-/// Bytes of input a request may queue before its reader waits.
-const INPUT_QUEUE: usize = 1 << 20;
-/// Bytes of answers waiting for a slow client beyond which its records are
-/// held back (so a client that does not read cannot make us buffer without
-/// end, nor stall anybody else).
-const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Longest wait for one answer owed to a client that has gone, when no
 /// `-w` is set; after it the instance is killed rather than kept busy.
 const ORPHAN_ANSWER_WAIT: Duration = Duration::from_secs(30);
@@ -52,210 +47,6 @@ const INTERLEAVE_AHEAD: (Duration, usize, usize) = (Duration::from_millis(5), 2,
 const EXCLUSIVE_AHEAD: (Duration, usize, usize) = (Duration::from_millis(100), 16, 1 << 16);
 /// Time a healthy tool gets to exit once its stdin is closed.
 pub const TOOL_EXIT_GRACE: Duration = Duration::from_secs(2);
-
-/// How a request's input ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
-    Complete,
-    /// Input ended inside a record; this many bytes were dropped.
-    Unfinished(usize),
-}
-
-/// Whole records of one request, with the offset one past each.
-struct Batch {
-    data: Vec<u8>,
-    ends: Vec<usize>,
-    /// Records already taken.
-    next: usize,
-}
-
-impl Batch {
-    fn start(&self) -> usize {
-        match self.next {
-            0 => 0,
-            n => self.ends[n - 1],
-        }
-    }
-}
-
-/// One client's call: the queues between its connection handler and the
-/// worker serving it.
-pub struct Request {
-    pub arrived: Instant,
-    queue: RefCell<VecDeque<Batch>>,
-    queued_bytes: Cell<usize>,
-    queued_records: Cell<usize>,
-    end: Cell<Option<End>>,
-    gone: Cell<bool>,
-    /// The reader may queue more.
-    room: Notify,
-    /// For the handler: output, the end, or (while it waits for a worker)
-    /// that its client went away.
-    changed: Notify,
-    out: RefCell<Vec<u8>>,
-    finished: RefCell<Option<(i32, Option<String>)>>,
-    in_flight: Cell<usize>,
-    answered: Cell<u64>,
-    worker: RefCell<Weak<Worker>>,
-}
-
-impl Request {
-    pub fn new() -> Rc<Self> {
-        Rc::new(Self {
-            arrived: Instant::now(),
-            queue: RefCell::new(VecDeque::new()),
-            queued_bytes: Cell::new(0),
-            queued_records: Cell::new(0),
-            end: Cell::new(None),
-            gone: Cell::new(false),
-            room: Notify::new(),
-            changed: Notify::new(),
-            out: RefCell::new(Vec::new()),
-            finished: RefCell::new(None),
-            in_flight: Cell::new(0),
-            answered: Cell::new(0),
-            worker: RefCell::new(Weak::new()),
-        })
-    }
-
-    /// Queues whole records, first waiting until the queue has room.
-    pub async fn push(&self, data: Vec<u8>, ends: Vec<usize>) {
-        while self.queued_bytes.get() >= INPUT_QUEUE && !self.is_finished() {
-            self.room.notified().await;
-        }
-        self.queued_bytes.set(self.queued_bytes.get() + data.len());
-        self.queued_records
-            .set(self.queued_records.get() + ends.len());
-        self.queue.borrow_mut().push_back(Batch {
-            data,
-            ends,
-            next: 0,
-        });
-        self.wake_worker();
-    }
-
-    pub fn end_input(&self, end: End) {
-        self.end.set(Some(end));
-        self.wake_worker();
-    }
-
-    /// The client went away: its answers are dropped, its queue forgotten.
-    pub fn set_gone(&self) {
-        self.gone.set(true);
-        self.forget_queue();
-        self.changed.notify_one();
-        self.wake_worker();
-    }
-
-    pub fn is_gone(&self) -> bool {
-        self.gone.get()
-    }
-
-    /// Frames waiting to be sent to the client.
-    pub fn take_output(&self) -> Vec<u8> {
-        let out = std::mem::take(&mut *self.out.borrow_mut());
-        if out.len() >= OUTPUT_HIGH_WATER {
-            self.wake_worker();
-        }
-        out
-    }
-
-    /// The exit status and message, once the request is over.
-    pub fn finished(&self) -> Option<(i32, Option<String>)> {
-        self.finished.borrow().clone()
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.finished.borrow().is_some()
-    }
-
-    /// Whether its worker's tool is still starting.
-    pub fn tool_starting(&self) -> bool {
-        self.worker
-            .borrow()
-            .upgrade()
-            .is_some_and(|w| w.state() == WorkerState::Starting)
-    }
-
-    /// Waits for output, the end, or the client going away.
-    pub async fn changed(&self) {
-        self.changed.notified().await;
-    }
-
-    pub fn answered(&self) -> u64 {
-        self.answered.get()
-    }
-
-    /// Ends the request (for example when no worker could be had).
-    pub fn finish(&self, status: i32, message: Option<String>) {
-        if self.is_finished() {
-            return;
-        }
-        *self.finished.borrow_mut() = Some((status, message));
-        self.changed.notify_one();
-        self.room.notify_one();
-    }
-
-    fn emit(&self, kind: Kind, bytes: &[u8]) {
-        if self.gone.get() || bytes.is_empty() {
-            return;
-        }
-        protocol::encode_stream(kind, bytes, &mut self.out.borrow_mut());
-        self.changed.notify_one();
-    }
-
-    fn wake_worker(&self) {
-        if let Some(w) = self.worker.borrow().upgrade() {
-            w.wake.notify_one();
-        }
-    }
-
-    /// Records it has queued that the worker may take now.
-    fn ready_records(&self) -> usize {
-        if self.gone.get() || self.out.borrow().len() >= OUTPUT_HIGH_WATER {
-            0
-        } else {
-            self.queued_records.get()
-        }
-    }
-
-    /// Takes up to `n` queued records into `buf`; returns how many.
-    fn take_records(&self, n: usize, buf: &mut Vec<u8>) -> usize {
-        let mut queue = self.queue.borrow_mut();
-        let mut taken = 0;
-        while taken < n {
-            let Some(b) = queue.front_mut() else { break };
-            let k = (n - taken).min(b.ends.len() - b.next);
-            let (from, to) = (b.start(), b.ends[b.next + k - 1]);
-            buf.extend_from_slice(&b.data[from..to]);
-            b.next += k;
-            taken += k;
-            self.queued_bytes.set(self.queued_bytes.get() - (to - from));
-            if b.next == b.ends.len() {
-                queue.pop_front();
-            }
-        }
-        drop(queue);
-        self.queued_records.set(self.queued_records.get() - taken);
-        if taken > 0 {
-            self.room.notify_one();
-        }
-        taken
-    }
-
-    fn forget_queue(&self) {
-        self.queue.borrow_mut().clear();
-        self.queued_bytes.set(0);
-        self.queued_records.set(0);
-        self.room.notify_one();
-    }
-
-    /// Nothing more will come from it or go to it.
-    fn is_done(&self) -> bool {
-        self.in_flight.get() == 0
-            && (self.gone.get() || (self.end.get().is_some() && self.queued_records.get() == 0))
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkerState {
@@ -280,8 +71,6 @@ pub struct Worker {
     idle_since: Cell<Instant>,
     /// It wrote something: it did not fail to start.
     spoke: Cell<bool>,
-    /// Bytes written to its stdin.
-    fed: Cell<u64>,
     requests: Cell<u64>,
     records: Cell<u64>,
 }
@@ -302,7 +91,6 @@ impl Worker {
             reserved: Cell::new(false),
             idle_since: Cell::new(Instant::now()),
             spoke: Cell::new(false),
-            fed: Cell::new(0),
             requests: Cell::new(0),
             records: Cell::new(0),
         });
@@ -349,9 +137,9 @@ impl Worker {
     /// Gives the worker a request to serve. A ready worker sends it the
     /// prelude at once; a starting one, once the tool has written it.
     pub fn attach(self: &Rc<Self>, req: Rc<Request>) {
-        *req.worker.borrow_mut() = Rc::downgrade(self);
+        req.served_by(self);
         if self.state.get() == WorkerState::Ready {
-            req.emit(Kind::Output, &self.prelude.borrow());
+            req.give_prelude(&self.prelude.borrow());
         }
         self.requests.set(self.requests.get() + 1);
         self.attached.borrow_mut().push(req);
@@ -369,6 +157,10 @@ impl Worker {
         for r in self.attached.borrow().iter() {
             r.finish(code, Some(message.to_owned()));
         }
+    }
+
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Asks the worker to stop once it has no requests.
@@ -406,9 +198,11 @@ impl Worker {
         self.state.set(WorkerState::Ready);
         self.stats.changed();
         for r in self.attached.borrow().iter() {
-            r.emit(Kind::Output, &inst.prelude);
+            r.give_prelude(&inst.prelude);
         }
-        let exit = self.serve(&mut inst, &cfg).await;
+        let mut feed = Feed::default();
+        let exit = self.serve(&mut inst, &mut feed, &cfg).await;
+        let mut resumed = Vec::new();
         // Dead before anything else is awaited: nobody new may be given an
         // instance that is going away. It leaves the pool (and its place
         // goes to the waiters) once its failure is known.
@@ -431,12 +225,22 @@ impl Worker {
                     // Exiting with answers owed is a failure all the same.
                     f.code = crate::core::status::FAILURE;
                 }
-                if self.never_started(&inst)
-                    && let Some(pool) = self.pool.upgrade()
-                {
-                    // It never got going (SPEC 4): those waiting for it get
-                    // this, not one more start each.
-                    pool.start_failed(f.clone());
+                if self.never_started(&inst, feed.fed()) {
+                    if let Some(pool) = self.pool.upgrade() {
+                        // It never got going (SPEC 4): those waiting for it
+                        // get this, not one more start each.
+                        pool.start_failed(f.clone());
+                    }
+                } else {
+                    resumed = self.take_back_untaken(&inst, &mut feed);
+                    if !resumed.is_empty() {
+                        tracing::info!(
+                            pid = inst.pid,
+                            calls = resumed.len(),
+                            "the tool ended between records ({}); its calls go on with a fresh instance",
+                            f.message
+                        );
+                    }
                 }
                 f
             }
@@ -473,7 +277,7 @@ impl Worker {
                 }
             }
         };
-        self.leave_pool();
+        self.leave_pool_resuming(resumed);
         // Its last stderr lines explain its end to those it served.
         while let Ok(line) = inst.stderr.try_recv() {
             for r in self.attached.borrow().iter() {
@@ -487,24 +291,78 @@ impl Worker {
     /// answered nothing and read nothing (all that was written to it is
     /// still in the pipe). One that died on its first record must not fail
     /// the calls waiting behind that record.
-    fn never_started(&self, inst: &Instance) -> bool {
+    fn never_started(&self, inst: &Instance, fed: u64) -> bool {
         if self.spoke.get() {
             return false;
         }
         match &inst.stdin {
-            Some(stdin) => {
-                rustix::io::ioctl_fionread(stdin).is_ok_and(|unread| unread == self.fed.get())
-            }
-            None => self.fed.get() == 0,
+            Some(stdin) => rustix::io::ioctl_fionread(stdin).is_ok_and(|unread| unread == fed),
+            None => fed == 0,
         }
+    }
+
+    /// The tool ended having answered records before. A request it never
+    /// answered nor read a record of (a tool that exits after its Nth
+    /// record, while the next call was already handed to it), or whose
+    /// unanswered records it never read (a call longer than the tool's
+    /// request limit), is taken off it, with those records given back, to
+    /// go on with a fresh instance. The others stay, to fail: one whose
+    /// record it read, and one it was serving with nothing owed (killed
+    /// while the call waited for more input: the call hears of it).
+    ///
+    /// Only a tool that exited by itself having answered something counts:
+    /// one that stopped reading but lived on would stop the next instance
+    /// the same way, and one that never answered failed to start.
+    fn take_back_untaken(&self, inst: &Instance, feed: &mut Feed) -> Vec<Rc<Request>> {
+        if self.records.get() == 0 || !inst.exited {
+            return Vec::new();
+        }
+        let Some(unread) = inst
+            .stdin
+            .as_ref()
+            .and_then(|s| rustix::io::ioctl_fionread(s).ok())
+        else {
+            return Vec::new();
+        };
+        let (untaken, failed) = feed.untaken(unread);
+        let mut given_back = Vec::new();
+        for u in untaken {
+            u.req.give_back(u.data, u.ends);
+            given_back.push(u.req);
+        }
+        let mut resumed = Vec::new();
+        self.attached.borrow_mut().retain(|r| {
+            let stays = r.is_gone()
+                || failed.iter().any(|f| Rc::ptr_eq(f, r))
+                || (r.answered_here() && !given_back.iter().any(|g| Rc::ptr_eq(g, r)));
+            if !stays {
+                resumed.push(r.clone());
+            }
+            stays
+        });
+        resumed
     }
 
     /// Marks the worker dead and takes it out of the pool's hands.
     fn leave_pool(self: &Rc<Self>) {
+        self.leave_pool_resuming(Vec::new());
+    }
+
+    /// [`leave_pool`](Self::leave_pool), handing the pool requests to go on
+    /// with another instance before anybody else is served.
+    fn leave_pool_resuming(self: &Rc<Self>, resumed: Vec<Rc<Request>>) {
         self.state.set(WorkerState::Dead);
         self.stats.changed();
-        if let Some(pool) = self.pool.upgrade() {
-            pool.forget(self);
+        match self.pool.upgrade() {
+            Some(pool) => pool.forget(self, resumed),
+            None => {
+                for r in resumed {
+                    r.finish(
+                        crate::core::status::UNAVAILABLE,
+                        Some("the server is shutting down".into()),
+                    );
+                }
+            }
         }
     }
 
@@ -537,7 +395,7 @@ impl Worker {
         }
         self.stats.changed();
         for r in &finished {
-            match r.end.get() {
+            match r.input_end() {
                 _ if r.is_gone() => {}
                 Some(End::Unfinished(bytes)) => r.finish(
                     crate::core::status::DATA,
@@ -559,16 +417,10 @@ impl Worker {
         }
     }
 
-    /// Moves queued records into `buf` for the tool, at most `budget`, and
-    /// notes who they belong to. Default mode: everything the one request
-    /// has. Interleaved: one record from each request in turn.
-    fn fill(
-        &self,
-        buf: &mut Vec<u8>,
-        route: &mut VecDeque<Routed>,
-        rr: &mut usize,
-        budget: usize,
-    ) -> usize {
+    /// Takes queued records for the tool, at most `budget`. Default mode:
+    /// everything the one request has. Interleaved: one record from each
+    /// request in turn.
+    fn fill(&self, feed: &mut Feed, rr: &mut usize, budget: usize) -> usize {
         let ready: Vec<Rc<Request>> = self
             .attached
             .borrow()
@@ -579,42 +431,17 @@ impl Worker {
         if ready.is_empty() || budget == 0 {
             return 0;
         }
-        let now = Instant::now();
-        let first_new = route.len();
-        // `buf` is filled only once all before it was written.
-        let base = self.fed.get();
-        let mut note = |r: &Rc<Request>, k: usize, buf: &[u8]| {
-            r.in_flight.set(r.in_flight.get() + k);
-            let end = base + buf.len() as u64;
-            let len = route.len();
-            match route.back_mut() {
-                // Runs of one request written together share an entry.
-                Some(last) if len > first_new && Rc::ptr_eq(&last.req, r) => {
-                    last.count += k;
-                    last.end = end;
-                }
-                _ => route.push_back(Routed {
-                    req: r.clone(),
-                    count: k,
-                    written: now,
-                    end,
-                }),
-            }
-        };
-        let mut total = 0;
-        if ready.len() == 1 {
-            let r = &ready[0];
-            let k = r.take_records(budget, buf);
-            note(r, k, buf);
-            return k;
+        feed.begin_fill();
+        if let [r] = ready.as_slice() {
+            return feed.take(r, budget);
         }
         let len = ready.len();
+        let mut total = 0;
         let mut misses = 0;
         while total < budget && misses < len {
             let r = &ready[*rr % len];
             *rr = rr.wrapping_add(1);
-            if r.ready_records() > 0 && r.take_records(1, buf) == 1 {
-                note(r, 1, buf);
+            if r.ready_records() > 0 && feed.take(r, 1) == 1 {
                 total += 1;
                 misses = 0;
             } else {
@@ -625,11 +452,12 @@ impl Worker {
     }
 
     /// Serves until the tool ends or times out, or the worker may stop.
-    async fn serve(self: &Rc<Self>, inst: &mut Instance, cfg: &PoolConfig) -> Exit {
-        let mut route: VecDeque<Routed> = VecDeque::new();
-        let mut in_flight = 0usize;
-        let mut wbuf: Vec<u8> = Vec::new();
-        let mut wpos = 0usize;
+    async fn serve(
+        self: &Rc<Self>,
+        inst: &mut Instance,
+        feed: &mut Feed,
+        cfg: &PoolConfig,
+    ) -> Exit {
         let mut rbuf = vec![0u8; 64 * 1024];
         let mut answers = Vec::new();
         let mut since = Instant::now();
@@ -650,6 +478,11 @@ impl Worker {
             ..
         } = inst;
         let pid = *pid;
+        let unread = |stdin: &Option<tokio::process::ChildStdin>| {
+            stdin
+                .as_ref()
+                .and_then(|s| rustix::io::ioctl_fionread(s).ok())
+        };
 
         loop {
             let finishing: Vec<Rc<Request>> = self
@@ -689,9 +522,7 @@ impl Worker {
             if self.stopping.get() && idle {
                 return Exit::Stop;
             }
-            if wpos == wbuf.len() && stdin_broken.is_none() {
-                wbuf.clear();
-                wpos = 0;
+            if feed.is_written() && stdin_broken.is_none() {
                 let (time, least, most) = if cfg.spec.interleave {
                     INTERLEAVE_AHEAD
                 } else {
@@ -701,14 +532,8 @@ impl Worker {
                     Some(per) => ((time.as_secs_f64() / per.max(1e-9)) as usize).clamp(least, most),
                     None => least,
                 };
-                let was_empty = route.is_empty();
-                let n = self.fill(
-                    &mut wbuf,
-                    &mut route,
-                    &mut rr,
-                    ahead.saturating_sub(in_flight),
-                );
-                in_flight += n;
+                let was_empty = feed.route_is_empty();
+                let n = self.fill(feed, &mut rr, ahead.saturating_sub(feed.in_flight()));
                 if was_empty && n > 0 {
                     since = Instant::now();
                 }
@@ -719,7 +544,7 @@ impl Worker {
             // it (under --interleave): a slow record is slow for it too.
             let orphans_only = self.attached.borrow().iter().all(|r| r.is_gone());
             let answer_due = match cfg.spec.process_timeout {
-                _ if route.is_empty() => None,
+                _ if feed.route_is_empty() => None,
                 Some(t) => Some((since + t, Exit::Timeout(t.as_secs_f64()))),
                 None if orphans_only => Some((since + ORPHAN_ANSWER_WAIT, Exit::Orphaned)),
                 None => None,
@@ -740,7 +565,7 @@ impl Worker {
                     out.push(&rbuf[..n]);
                     let mut given = 0usize;
                     while out.complete() > 0 {
-                        let Some(Routed { req, count, written, end }) = route.front_mut() else {
+                        let Some((req, count, written)) = feed.owed() else {
                             let extra = out.discard(usize::MAX);
                             if self.attached.borrow().iter().any(|r| !r.is_finished() && !r.is_gone()) {
                                 return Exit::Framing(framing_failure(
@@ -756,15 +581,10 @@ impl Worker {
                             unsolicited = true;
                             break;
                         };
-                        let k = (*count).min(out.complete());
-                        // A tool cannot answer a record before it has read
-                        // it. (The last byte is spared: a tool may know a
-                        // record's end before it reads the final newline.)
-                        if k == *count
-                            && let Some(stdin) = stdin.as_ref()
-                            && let Ok(unread) = rustix::io::ioctl_fionread(stdin)
-                            && self.fed.get().saturating_sub(unread) + 1 < *end
-                        {
+                        let req = req.clone();
+                        let k = count.min(out.complete());
+                        // A tool cannot answer a record before it has read it.
+                        if unread(stdin).is_some_and(|u| feed.answers_ahead_of_input(k, u)) {
                             return Exit::Framing(framing_failure(
                                 &cfg.spec,
                                 "the tool answered records it had not read yet",
@@ -773,18 +593,13 @@ impl Worker {
                         answers.clear();
                         out.take_into(k, &mut answers);
                         req.emit(Kind::Output, &answers);
-                        req.in_flight.set(req.in_flight.get() - k);
-                        req.answered.set(req.answered.get() + k as u64);
+                        req.got_answers(k);
                         self.stats.answered(k as u64, written.elapsed());
                         Stats::add(&self.stats.bytes_out, answers.len() as u64);
-                        *count -= k;
+                        feed.answered(k);
                         given += k;
-                        if *count == 0 {
-                            route.pop_front();
-                        }
                     }
                     if given > 0 {
-                        in_flight -= given;
                         self.spoke.set(true);
                         self.records.set(self.records.get() + given as u64);
                         let now = Instant::now();
@@ -793,21 +608,17 @@ impl Worker {
                         since = now;
                     }
                 }
-                w = write_some(stdin, &wbuf[wpos..]), if wpos < wbuf.len() => match w {
-                    Ok(n) => {
-                        wpos += n;
-                        self.fed.set(self.fed.get() + n as u64);
-                    }
+                w = write_some(stdin, feed.unwritten()), if !feed.is_written() => match w {
+                    Ok(n) => feed.written(n, || unread(stdin)),
                     Err(_) => {
                         // The tool stopped reading; the answers it still
                         // writes come within a moment, or never.
                         stdin_broken = Some(Instant::now());
-                        wbuf.clear();
-                        wpos = 0;
+                        feed.drop_unwritten();
                     }
                 },
                 Some(line) = stderr.recv() => {
-                    let to = route.front().map(|e| e.req.clone()).or_else(|| {
+                    let to = feed.front().cloned().or_else(|| {
                         let a = self.attached.borrow();
                         (a.len() == 1).then(|| a[0].clone())
                     });
@@ -837,16 +648,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// Records written to the tool and not yet answered: `count` of `req`'s,
-/// written at `written`, ending at byte `end` of all that was written to
-/// the tool's stdin.
-struct Routed {
-    req: Rc<Request>,
-    count: usize,
-    written: Instant,
-    end: u64,
 }
 
 /// Why a worker's serving ended.
