@@ -298,3 +298,30 @@ fn a_tool_that_dies_on_a_record_still_fails_that_call() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok a\n");
     assert_eq!(ok_stdout(&w.run(&["run", "./dies.sh"], b"c\n")), "ok c\n");
 }
+
+#[test]
+fn stderr_written_after_a_call_never_reaches_the_next_call() {
+    let w = World::new();
+    w.script(
+        "logs.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"during $l\" >&2; echo \"$l\"; sleep 0.1; echo \"after $l\" >&2; done\n",
+    );
+    let first = w.run(&["run", "./logs.sh"], b"a\n");
+    assert_eq!(ok_stdout(&first), "a\n");
+    assert!(String::from_utf8_lossy(&first.stderr).contains("during a"));
+    // The next call comes at once, and its record only after the line of
+    // the first call was written.
+    let mut second = w.spawn(&["run", "./logs.sh"]);
+    let mut stdin = second.stdin.take().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || w
+        .logs()
+        .contains("after a")));
+    writeln!(stdin, "b").unwrap();
+    drop(stdin);
+    let second = common::finish(second, b"");
+    assert_eq!(ok_stdout(&second), "b\n");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("during b"), "{err}");
+    assert!(!err.contains("after a"), "{err}");
+    assert!(w.logs().contains("after a"), "the log has it");
+}

@@ -23,6 +23,9 @@ use crate::core::records::{Splitter, Terminator};
 /// Without `-w`: how long a tool that wrote part of its prelude may stay
 /// quiet before the waiting calls are told what it wrote.
 const PRELUDE_QUIET: Duration = Duration::from_secs(5);
+/// Turns of the runtime the stderr task gets to take in what waits in the
+/// pipe before a new call's first record goes to the tool.
+const STDERR_CATCH_UP: usize = 16;
 /// Lines of the tool's stderr kept for error messages.
 const TAIL_LINES: usize = 5;
 /// Longest stderr line forwarded or logged in one piece.
@@ -69,7 +72,7 @@ pub struct Instance {
     /// a partial answer is never lost between clients.
     pub(crate) out: Splitter,
     pub(crate) prelude: Vec<u8>,
-    pub(crate) stderr: mpsc::Receiver<Vec<u8>>,
+    pub(crate) stderr: ToolStderr,
     stderr_task: Option<JoinHandle<()>>,
     tail: Arc<Mutex<VecDeque<String>>>,
     /// Set once the tool has exited or was killed.
@@ -134,6 +137,7 @@ impl Instance {
             unreachable!("all three pipes were requested");
         };
         let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr_pipe = rustix::io::dup(&stderr).ok();
         let (tx, rx) = mpsc::channel(1024);
         let stderr_task = tokio::spawn(pump_stderr(pid, stderr, tx, tail.clone()));
         tracing::info!(pid, "tool started: {}", describe(spec));
@@ -144,7 +148,10 @@ impl Instance {
             stdout,
             out: Splitter::new(output.clone()),
             prelude: Vec::new(),
-            stderr: rx,
+            stderr: ToolStderr {
+                lines: rx,
+                pipe: stderr_pipe,
+            },
             stderr_task: Some(stderr_task),
             tail,
             dead: false,
@@ -302,6 +309,41 @@ impl Instance {
     fn stderr_tail(&self) -> String {
         let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         tail.iter().cloned().collect::<Vec<_>>().join(" | ")
+    }
+}
+
+/// The tool's stderr lines, as the stderr task logged them, for the worker
+/// to forward to the call they belong to.
+pub struct ToolStderr {
+    lines: mpsc::Receiver<Vec<u8>>,
+    /// The read end of the tool's stderr pipe, only to ask how much waits
+    /// in it (the stderr task reads it).
+    pipe: Option<std::os::fd::OwnedFd>,
+}
+
+impl ToolStderr {
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        self.lines.recv().await
+    }
+
+    pub fn try_recv(&mut self) -> Option<Vec<u8>> {
+        self.lines.try_recv().ok()
+    }
+
+    /// Lets the stderr task take in everything the tool has written to
+    /// stderr so far (for a moment at most, for a tool that never stops
+    /// writing), then returns the lines it took that nobody has forwarded
+    /// yet. They are logged already.
+    pub async fn so_far(&mut self) -> Vec<Vec<u8>> {
+        if let Some(pipe) = &self.pipe {
+            for _ in 0..STDERR_CATCH_UP {
+                if !rustix::io::ioctl_fionread(pipe).is_ok_and(|n| n > 0) {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        std::iter::from_fn(|| self.try_recv()).collect()
     }
 }
 

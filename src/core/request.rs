@@ -67,6 +67,8 @@ pub struct Request {
     prelude_given: Cell<bool>,
     /// `answered` when its present worker took it.
     answered_before: Cell<u64>,
+    /// Its present worker has written a record of it to the tool.
+    fed_here: Cell<bool>,
     worker: RefCell<Weak<Worker>>,
 }
 
@@ -87,6 +89,7 @@ impl Request {
             answered: Cell::new(0),
             prelude_given: Cell::new(false),
             answered_before: Cell::new(0),
+            fed_here: Cell::new(false),
             worker: RefCell::new(Weak::new()),
         })
     }
@@ -189,6 +192,13 @@ impl Request {
     pub(crate) fn served_by(&self, w: &Rc<Worker>) {
         *self.worker.borrow_mut() = Rc::downgrade(w);
         self.answered_before.set(self.answered.get());
+        self.fed_here.set(false);
+    }
+
+    /// Whether its present worker has given the tool a record of it: what
+    /// the tool writes on stderr from then on may be about it.
+    pub(crate) fn fed_here(&self) -> bool {
+        self.fed_here.get()
     }
 
     /// Whether its present worker has answered any of its records.
@@ -198,6 +208,7 @@ impl Request {
 
     /// `k` of its records went to the tool.
     pub(crate) fn sent(&self, k: usize) {
+        self.fed_here.set(true);
         self.in_flight.set(self.in_flight.get() + k);
     }
 

@@ -279,7 +279,7 @@ impl Worker {
         };
         self.leave_pool_resuming(resumed);
         // Its last stderr lines explain its end to those it served.
-        while let Ok(line) = inst.stderr.try_recv() {
+        while let Some(line) = inst.stderr.try_recv() {
             for r in self.attached.borrow().iter() {
                 r.emit(Kind::Stderr, &line);
             }
@@ -499,12 +499,8 @@ impl Worker {
                 && rustix::io::ioctl_fionread(&*stdout).is_ok_and(|unread| unread > 0);
             if let Some(last) = finishing.first().filter(|_| !output_waits) {
                 // Stderr travels apart from stdout: a line the tool wrote
-                // just before its last answer may not have reached us yet.
-                // Letting the runtime poll its pipes once more brings it in.
-                for _ in 0..2 {
-                    tokio::task::yield_now().await;
-                }
-                while let Ok(line) = stderr.try_recv() {
+                // before its last answer may still be in its pipe.
+                for line in stderr.so_far().await {
                     last.emit(Kind::Stderr, &line);
                 }
             }
@@ -523,6 +519,22 @@ impl Worker {
                 return Exit::Stop;
             }
             if feed.is_written() && stdin_broken.is_none() {
+                // What the tool wrote on stderr before a call's first
+                // record reaches it is not about that call: take it in
+                // first, for the call being served, or the log alone.
+                let newcomer = self
+                    .attached
+                    .borrow()
+                    .iter()
+                    .any(|r| !r.fed_here() && r.ready_records() > 0);
+                if newcomer {
+                    let earlier = stderr.so_far().await;
+                    if let Some(r) = feed.front() {
+                        for line in &earlier {
+                            r.emit(Kind::Stderr, line);
+                        }
+                    }
+                }
                 let (time, least, most) = if cfg.spec.interleave {
                     INTERLEAVE_AHEAD
                 } else {
@@ -618,9 +630,12 @@ impl Worker {
                     }
                 },
                 Some(line) = stderr.recv() => {
+                    // The oldest record unanswered is the likeliest cause;
+                    // between records, the one call the tool has been
+                    // given records of, if it serves one.
                     let to = feed.front().cloned().or_else(|| {
                         let a = self.attached.borrow();
-                        (a.len() == 1).then(|| a[0].clone())
+                        (a.len() == 1 && a[0].fed_here()).then(|| a[0].clone())
                     });
                     if let Some(r) = to {
                         r.emit(Kind::Stderr, &line);
