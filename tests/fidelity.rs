@@ -325,3 +325,66 @@ fn stderr_written_after_a_call_never_reaches_the_next_call() {
     assert!(!err.contains("after a"), "{err}");
     assert!(w.logs().contains("after a"), "the log has it");
 }
+
+#[test]
+fn a_higher_instances_option_raises_a_running_servers_limit() {
+    let w = World::new();
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "sed", "-u", "s/^/> /"], b"a\n")),
+        "> a\n"
+    );
+    // Three calls at once, each holding its instance: only a server that
+    // took on -j 3 answers all three before any of them ends.
+    let mut calls = Vec::new();
+    for i in 0..3 {
+        let mut c = w.spawn(&["run", "-j", "3", "sed", "-u", "s/^/> /"]);
+        let mut stdin = c.stdin.take().unwrap();
+        writeln!(stdin, "call {i}").unwrap();
+        let stdout = c.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20));
+        calls.push((KillOnDrop(c), stdin));
+        assert_eq!(line.as_deref(), Ok(&*format!("> call {i}\n")), "call {i}");
+    }
+    // The state file follows within a moment.
+    let raised = wait_until(Duration::from_secs(5), || {
+        let ls = w.run(&["ls", "--json"], b"");
+        let servers: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+        servers[0]["max_instances"] == 3
+    });
+    assert!(raised, "ls --json shows -j 3");
+    assert!(w.logs().contains("-j raised from 1 to 3"), "{}", w.logs());
+    drop(calls);
+}
+
+#[test]
+fn tuning_a_running_server_cannot_take_is_noted_once_in_its_log() {
+    let w = World::new();
+    assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"a\n")), "a\n");
+    for _ in 0..2 {
+        let out = w.run(&["run", "-W", "10", "--interleave", "cat"], b"b\n");
+        assert_eq!(ok_stdout(&out), "b\n");
+        // Not on a terminal: the caller's stderr stays clean.
+        assert!(out.stderr.is_empty(), "{out:?}");
+    }
+    let logs = w.logs();
+    assert_eq!(
+        logs.matches(
+            "this server was started with -W 60; -W 10 takes effect when a new server starts"
+        )
+        .count(),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("--interleave takes effect").count(),
+        1,
+        "{logs}"
+    );
+    assert_eq!(w.server_pids().len(), 1, "the same server served them");
+}

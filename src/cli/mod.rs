@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::core::config::ToolSpec;
+use crate::core::config::{ToolSpec, Tuning};
 use crate::core::{Fatal, status};
 
 mod client;
@@ -182,13 +182,14 @@ pub struct ToolArgs {
     #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_secs)]
     pub process_timeout: Option<Duration>,
 
-    /// Idle time after which a server stops; 0 never stops.
-    #[arg(short = 'W', long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
-    pub server_timeout: Duration,
+    /// Idle time after which a server stops; 0 never stops [default: 60].
+    #[arg(short = 'W', long, value_name = "SECS", value_parser = parse_secs)]
+    pub server_timeout: Option<Duration>,
 
-    /// Most tool instances one server runs at once, for concurrent clients.
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub instances: u32,
+    /// Most tool instances one server runs at once, for concurrent clients
+    /// [default: 1]. A running server with fewer takes on more.
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub instances: Option<u32>,
 
     /// Let concurrent clients share instances record by record.
     #[arg(long)]
@@ -233,8 +234,9 @@ impl ToolArgs {
             output_terminator: self.output_terminator.clone(),
             prelude: self.output_prelude,
             process_timeout: self.process_timeout.filter(|d| !d.is_zero()),
-            server_timeout: Some(self.server_timeout).filter(|d| !d.is_zero()),
-            instances: self.instances as usize,
+            server_timeout: Some(self.server_timeout.unwrap_or(DEFAULT_SERVER_TIMEOUT))
+                .filter(|d| !d.is_zero()),
+            instances: self.instances.unwrap_or(1) as usize,
             interleave: self.interleave,
             watch: self.watch.clone(),
             env: self.env.clone(),
@@ -254,6 +256,22 @@ impl ToolArgs {
         Ok(spec)
     }
 }
+
+impl ToolArgs {
+    /// The tuning options this command line gave, to tell a server
+    /// started with others.
+    pub fn tuning(&self, cwd: &std::path::Path) -> Tuning {
+        Tuning {
+            instances: self.instances.map(|j| j as usize),
+            server_timeout: self.server_timeout,
+            interleave: self.interleave,
+            log: self.log.as_ref().map(|l| cwd.join(l)),
+        }
+    }
+}
+
+/// How long a server stays without a call, unless `-W` says otherwise.
+const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Cli {
     /// The state directory of `run`, `serve` and `start`.

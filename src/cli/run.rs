@@ -28,6 +28,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
         .map_or_else(|| dir.log(&id), |l| cwd.join(l));
     let target = Target {
         spec: &spec,
+        tuning: args.tool.tuning(&cwd).encode(),
         dir: &dir,
         id,
         log,

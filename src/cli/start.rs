@@ -26,6 +26,7 @@ pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
         .map_or_else(|| dir.log(&id), |l| cwd.join(l));
     let target = Target {
         spec: &spec,
+        tuning: args.tool.tuning(&cwd).encode(),
         dir: &dir,
         id,
         log: log.clone(),

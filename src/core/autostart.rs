@@ -36,6 +36,8 @@ pub struct Connection {
 /// Where a command's server lives.
 pub struct Target<'a> {
     pub spec: &'a ToolSpec,
+    /// The call's tuning options, encoded for the Hello.
+    pub tuning: Vec<u8>,
     pub dir: &'a StateDir,
     pub id: Id,
     pub log: PathBuf,
@@ -56,7 +58,7 @@ pub fn connect_or_start(t: &Target, no_spawn: bool, opening: &[u8]) -> Result<Co
             None if no_spawn => return Err(no_server(&socket)),
             None => start(t, &socket)?,
         };
-        if let Some(c) = welcome(stream, opening)? {
+        if let Some(c) = welcome(stream, &t.tuning, opening)? {
             return Ok(c);
         }
     }
@@ -70,8 +72,12 @@ pub fn connect_or_start(t: &Target, no_spawn: bool, opening: &[u8]) -> Result<Co
     ))
 }
 
-fn welcome(mut stream: UnixStream, opening: &[u8]) -> Result<Option<Connection>, Fatal> {
-    match client::handshake(&mut stream, Purpose::Run, opening) {
+fn welcome(
+    mut stream: UnixStream,
+    tuning: &[u8],
+    opening: &[u8],
+) -> Result<Option<Connection>, Fatal> {
+    match client::handshake(&mut stream, Purpose::Run, tuning, opening) {
         Ok(Handshake::Welcome(server_pid)) => Ok(Some(Connection { stream, server_pid })),
         Ok(Handshake::Closed) => Ok(None),
         Err(e) => Err(Fatal::new(

@@ -54,14 +54,16 @@ pub enum Handshake {
     Closed,
 }
 
-/// Greets the server, sending `opening` (frames that follow the Hello)
-/// in the same write, and waits for its Welcome.
+/// Greets the server, with the call's encoded tuning options, sending
+/// `opening` (frames that follow the Hello) in the same write, and waits
+/// for its Welcome.
 pub fn handshake(
     stream: &mut UnixStream,
     purpose: Purpose,
+    tuning: &[u8],
     opening: &[u8],
 ) -> Result<Handshake, ProtocolError> {
-    let mut hello = protocol::hello(purpose);
+    let mut hello = protocol::hello_with(purpose, tuning);
     hello.extend_from_slice(opening);
     if let Err(e) = stream.write_all(&hello) {
         return closed_or(e);

@@ -46,6 +46,8 @@ pub struct Pool {
     /// The last failed start, and when it failed.
     failed: RefCell<Option<(Instant, Failure)>>,
     stopping: Cell<bool>,
+    /// Most workers at once: `-j`, raised by calls that ask for more.
+    max: Cell<usize>,
     /// Worker tasks not yet finished (retiring ones included).
     running: Cell<usize>,
     emptied: Notify,
@@ -54,6 +56,7 @@ pub struct Pool {
 impl Pool {
     pub fn new(cfg: PoolConfig, stats: Rc<Stats>) -> Rc<Self> {
         Rc::new(Self {
+            max: Cell::new(cfg.spec.instances.max(1)),
             cfg: Rc::new(cfg),
             stats,
             workers: RefCell::new(Vec::new()),
@@ -94,8 +97,18 @@ impl Pool {
         self.serve_waiters();
     }
 
-    fn max(&self) -> usize {
-        self.cfg.spec.instances.max(1)
+    /// Most instances it runs at once.
+    pub fn max(&self) -> usize {
+        self.max.get()
+    }
+
+    /// Lets it run up to `n` instances (never fewer than now); calls
+    /// waiting get the new room at once.
+    pub fn raise_max(self: &Rc<Self>, n: usize) {
+        if n > self.max.get() {
+            self.max.set(n);
+            self.serve_waiters();
+        }
     }
 
     /// Starts the first tool before anybody asks, so the first call waits

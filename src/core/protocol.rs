@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! client                               server
-//! Hello  "VIASOCK" version purpose  ->
+//! Hello  "VIASOCK" version purpose [tuning]  ->
 //!                                   <-  Welcome version server-pid
 //! Data   input bytes (any split)    ->
 //! End                               ->
@@ -18,6 +18,10 @@
 //!                                   <-  Status  exit status (i32), last frame
 //! ```
 //!
+//! A call (purpose `R`) ends its Hello with the tuning options its command
+//! line gave (see [`Tuning`](crate::core::config::Tuning)), so that a
+//! running server can apply them or say why it does not.
+//!
 //! A control connection (purpose `C`) sends one [`Kind::Control`] frame with
 //! a command (`kill`, `kill --force`) and gets `Error`/`Status` back. The
 //! version is part of every server id, so a client only meets a server of
@@ -26,7 +30,7 @@
 use std::io::{self, Read};
 
 /// Bumped whenever a frame changes meaning.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 const MAGIC: &[u8; 7] = b"VIASOCK";
 pub const HEADER_LEN: usize = 5;
 /// Largest payload a peer accepts; streams are cut into frames below this.
@@ -162,12 +166,18 @@ pub fn encode_stream(kind: Kind, data: &[u8], out: &mut Vec<u8>) {
 }
 
 pub fn hello(purpose: Purpose) -> Vec<u8> {
+    hello_with(purpose, &[])
+}
+
+/// A Hello that carries `tuning` (an encoded [`Tuning`](crate::core::config::Tuning)).
+pub fn hello_with(purpose: Purpose, tuning: &[u8]) -> Vec<u8> {
     let mut p = MAGIC.to_vec();
     p.extend_from_slice(&VERSION.to_be_bytes());
     p.push(match purpose {
         Purpose::Run => b'R',
         Purpose::Control => b'C',
     });
+    p.extend_from_slice(tuning);
     let mut out = Vec::with_capacity(HEADER_LEN + p.len());
     encode(Kind::Hello, &p, &mut out);
     out
@@ -176,7 +186,7 @@ pub fn hello(purpose: Purpose) -> Vec<u8> {
 pub fn parse_hello(f: &Frame) -> Result<Purpose, ProtocolError> {
     expect(f, Kind::Hello)?;
     let p = &f.payload;
-    if p.len() != MAGIC.len() + 3 || &p[..MAGIC.len()] != MAGIC {
+    if p.len() < MAGIC.len() + 3 || &p[..MAGIC.len()] != MAGIC {
         return Err(ProtocolError::BadMagic);
     }
     let version = u16::from_be_bytes([p[7], p[8]]);
@@ -188,6 +198,11 @@ pub fn parse_hello(f: &Frame) -> Result<Purpose, ProtocolError> {
         b'C' => Ok(Purpose::Control),
         _ => Err(ProtocolError::Malformed(Kind::Hello)),
     }
+}
+
+/// The tuning bytes at the end of a Hello [`parse_hello`] accepted.
+pub fn hello_tuning(f: &Frame) -> &[u8] {
+    f.payload.get(MAGIC.len() + 3..).unwrap_or_default()
 }
 
 pub fn welcome(server_pid: u32) -> Vec<u8> {
@@ -316,6 +331,14 @@ mod tests {
         let w = welcome(4242);
         let (f, _) = decode(&w).unwrap().unwrap();
         assert_eq!(parse_welcome(&f).unwrap(), 4242);
+    }
+
+    #[test]
+    fn a_call_hello_carries_its_tuning() {
+        let h = hello_with(Purpose::Run, b"j=4\0");
+        let (f, _) = decode(&h).unwrap().unwrap();
+        assert_eq!(parse_hello(&f).unwrap(), Purpose::Run);
+        assert_eq!(hello_tuning(&f), b"j=4\0");
     }
 
     #[test]

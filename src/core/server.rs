@@ -21,7 +21,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::core::config::ToolSpec;
+use crate::core::config::{ToolSpec, Tuning};
 use crate::core::identity::{self, Id};
 use crate::core::paths::{SocketPath, StateDir};
 use std::rc::Rc;
@@ -70,6 +70,8 @@ struct Shared {
     last_activity: Mutex<Instant>,
     left: Notify,
     mode: watch::Sender<Mode>,
+    /// Notes on calls' tuning options already logged.
+    noted: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -138,6 +140,7 @@ pub async fn run(
         last_activity: Mutex::new(Instant::now()),
         left: Notify::new(),
         mode,
+        noted: Mutex::default(),
     });
     tracing::info!(
         pid = std::process::id(),
@@ -352,7 +355,10 @@ async fn handle(shared: &Shared, pool: &Rc<Pool>, stream: UnixStream) -> Result<
     };
     wr.write_all(&protocol::welcome(std::process::id())).await?;
     match purpose {
-        Purpose::Run => serve_client(shared, pool, &peer, &mut rd, &mut wr).await,
+        Purpose::Run => {
+            let tuning = Tuning::decode(protocol::hello_tuning(&hello));
+            serve_client(shared, pool, &peer, &tuning, &mut rd, &mut wr).await
+        }
         Purpose::Control => control(shared, pool, &mut rd, &mut wr).await,
     }
 }
@@ -363,6 +369,7 @@ async fn serve_client(
     shared: &Shared,
     pool: &Rc<Pool>,
     peer: &Peer,
+    tuning: &Tuning,
     rd: &mut (impl tokio::io::AsyncRead + Unpin),
     wr: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<(), ProtocolError> {
@@ -375,6 +382,9 @@ async fn serve_client(
     let req = Request::new();
     let input = read_input(&req, rd, &shared.cfg.input, stats);
     let output = async {
+        for note in tune(shared, pool, tuning) {
+            info(wr, &note).await?;
+        }
         if let Some(why) = pool.wait_reason() {
             info(wr, &why).await?;
         }
@@ -439,6 +449,61 @@ async fn serve_client(
     shared.left.notify_one();
     stats.changed();
     Ok(result?)
+}
+
+/// Applies what a call's tuning options can change in a running server (a
+/// higher `-j`) and returns a note on each one it cannot; the log gets each
+/// note once.
+fn tune(shared: &Shared, pool: &Rc<Pool>, t: &Tuning) -> Vec<String> {
+    let spec = &shared.cfg.spec;
+    let later = "takes effect when a new server starts (viasock kill it, then call again)";
+    let secs = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
+    let mut notes = Vec::new();
+    if let Some(j) = t.instances {
+        let max = pool.max();
+        if j > max {
+            pool.raise_max(j);
+            tracing::info!("-j raised from {max} to {j} for a call that asked for it");
+        } else if j < max {
+            notes.push(format!(
+                "this server runs up to {max} instances; -j {j} {later}"
+            ));
+        }
+    }
+    if let Some(w) = t.server_timeout
+        && Some(w).filter(|d| !d.is_zero()) != spec.server_timeout
+    {
+        notes.push(format!(
+            "this server was started with -W {}; -W {} {later}",
+            secs(spec.server_timeout),
+            w.as_secs_f64()
+        ));
+    }
+    if t.interleave && !spec.interleave {
+        notes.push(format!(
+            "this server serves one call per instance; --interleave {later}"
+        ));
+    }
+    if let Some(l) = &t.log
+        && shared.cfg.log.as_ref() != Some(l)
+    {
+        let now = shared
+            .cfg
+            .log
+            .as_ref()
+            .map_or("nowhere".into(), |p| p.display().to_string());
+        notes.push(format!(
+            "this server logs to {now}; -l {} {later}",
+            l.display()
+        ));
+    }
+    let mut noted = shared.noted.lock().unwrap_or_else(|p| p.into_inner());
+    for n in &notes {
+        if noted.insert(n.clone()) {
+            tracing::info!("{n}");
+        }
+    }
+    notes
 }
 
 /// Tells a waiting client what it waits for.
@@ -716,7 +781,7 @@ fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> ServerState {
         idle_timeout_s: cfg.spec.server_timeout.map(|d| d.as_secs_f64()),
         last_request_at: stats.last_request_at.get().map(state::rfc3339),
         idle_deadline_at,
-        max_instances: cfg.spec.instances,
+        max_instances: pool.max(),
         interleave: cfg.spec.interleave,
         instances: workers
             .iter()
