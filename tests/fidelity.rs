@@ -388,3 +388,34 @@ fn tuning_a_running_server_cannot_take_is_noted_once_in_its_log() {
     );
     assert_eq!(w.server_pids().len(), 1, "the same server served them");
 }
+
+#[test]
+fn a_tool_that_buffers_its_output_fails_within_process_timeout_naming_stdbuf() {
+    let w = World::new();
+    // grep writes to a pipe a block at a time.
+    let out = w.run(&["run", "-w", "1", "grep", "x"], b"x\n");
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let lines = viasock_lines(&out);
+    assert!(
+        lines.len() == 1 && lines[0].contains("stdbuf -oL"),
+        "{lines:?}"
+    );
+    // The fix it names works.
+    let out = w.run(&["run", "-w", "5", "stdbuf", "-oL", "grep", "x"], b"x\n");
+    assert_eq!(ok_stdout(&out), "x\n");
+}
+
+#[test]
+fn a_call_waiting_long_for_an_answer_is_told_why_without_process_timeout() {
+    let w = World::new();
+    let mut call = w.spawn(&["run", "grep", "x"]);
+    writeln!(call.stdin.as_ref().unwrap(), "x").unwrap();
+    let told = wait_until(Duration::from_secs(30), || {
+        w.logs()
+            .contains("no answer for 10 s to a record the tool was given; still waiting")
+    });
+    let _ = call.kill();
+    let _ = call.wait();
+    assert!(told, "{}", w.logs());
+    assert!(w.logs().contains("stdbuf -oL"));
+}

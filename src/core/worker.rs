@@ -36,6 +36,13 @@ use crate::core::state::Stats;
 /// Longest wait for one answer owed to a client that has gone, when no
 /// `-w` is set; after it the instance is killed rather than kept busy.
 const ORPHAN_ANSWER_WAIT: Duration = Duration::from_secs(30);
+/// Without `-w`: how long a record may wait for its answer before the call
+/// is told what the likely causes are (once; it waits on).
+const SLOW_ANSWER_HINT: Duration = Duration::from_secs(10);
+/// What usually keeps a tool from answering, and the fixes.
+const NO_ANSWER_CAUSES: &str = "A tool that buffers its output (most do when stdout is a pipe) never \
+     answers: run it under stdbuf -oL, or with its flush option (python -u, grep --line-buffered, \
+     sed -u); one that writes fewer answers than it reads records needs other -t/-T options";
 /// Once the tool has exited, how long its remaining output may take.
 const AFTER_EXIT_WAIT: Duration = Duration::from_secs(1);
 /// The work kept waiting in the tool's stdin, as time's worth of records
@@ -254,9 +261,8 @@ impl Worker {
                     code: crate::core::status::TIMEOUT,
                     message: format!(
                         "the tool did not answer a record within {secs} s (--process-timeout); it \
-                         was killed. A tool that needs longer needs a larger -w; one that writes \
-                         fewer answers than it reads records (several records per answer) needs \
-                         other -t/-T options"
+                         was killed. A tool that needs longer needs a larger -w. \
+                         {NO_ANSWER_CAUSES}"
                     ),
                 }
             }
@@ -468,6 +474,8 @@ impl Worker {
         // will never be answered.
         let mut stdin_broken: Option<Instant> = None;
         let mut unsolicited = false;
+        // The call waiting longest was told why its answer may not come.
+        let mut hinted = false;
         let Instance {
             pid,
             child,
@@ -561,6 +569,9 @@ impl Worker {
                 None if orphans_only => Some((since + ORPHAN_ANSWER_WAIT, Exit::Orphaned)),
                 None => None,
             };
+            let hint_due =
+                (answer_due.is_none() && !orphans_only && !hinted && !feed.route_is_empty())
+                    .then(|| since + SLOW_ANSWER_HINT);
             let output_due = exited_at.or(stdin_broken).map(|t| t + AFTER_EXIT_WAIT);
             let idle_due = match cfg.spec.server_timeout {
                 Some(t) if idle => Some(self.idle_since.get() + t),
@@ -612,6 +623,7 @@ impl Worker {
                         given += k;
                     }
                     if given > 0 {
+                        hinted = false;
                         self.spoke.set(true);
                         self.records.set(self.records.get() + given as u64);
                         let now = Instant::now();
@@ -648,6 +660,17 @@ impl Worker {
                     crate::core::instance::kill_group(pid);
                 }
                 _ = sleep_until(output_due) => return Exit::ToolEnded,
+                _ = sleep_until(hint_due) => {
+                    hinted = true;
+                    let m = format!(
+                        "no answer for {} s to a record the tool was given; still waiting. {NO_ANSWER_CAUSES}; -w bounds the wait",
+                        SLOW_ANSWER_HINT.as_secs()
+                    );
+                    tracing::warn!(pid, "{m}");
+                    if let Some(r) = feed.front() {
+                        r.emit(Kind::Info, m.as_bytes());
+                    }
+                }
                 _ = sleep_until(answer_due.as_ref().map(|(t, _)| *t)) => {
                     return answer_due.map_or(Exit::Orphaned, |(_, why)| why);
                 }
