@@ -419,3 +419,20 @@ fn a_call_waiting_long_for_an_answer_is_told_why_without_process_timeout() {
     assert!(told, "{}", w.logs());
     assert!(w.logs().contains("stdbuf -oL"));
 }
+
+#[test]
+fn a_trailer_written_apart_after_reading_ahead_fails_every_call() {
+    let w = World::new();
+    // Python reads its input a block at a time, so the pipe tells nothing;
+    // the trailer comes a moment after the answer, in a write of its own.
+    w.script(
+        "late_trailer.py",
+        "#!/usr/bin/env python3\nimport sys, time\nfor line in sys.stdin:\n    sys.stdout.write(line); sys.stdout.flush()\n    time.sleep(0.005)\n    sys.stdout.write('--\\n'); sys.stdout.flush()\n",
+    );
+    for input in [&b"a\n"[..], b"a\nb\n", b"a\nb\nc\nd\n"] {
+        for _ in 0..3 {
+            let out = w.run(&["run", "./late_trailer.py"], input);
+            assert_framing_failure(&out);
+        }
+    }
+}

@@ -67,6 +67,8 @@ pub struct Instance {
     pub(crate) child: Child,
     /// `None` once closed for a graceful stop.
     pub(crate) stdin: Option<ChildStdin>,
+    /// The inode of the stdin pipe, to see whether the tool waits on it.
+    pub(crate) stdin_pipe: Option<u64>,
     pub(crate) stdout: ChildStdout,
     /// Splits the tool's output into answers; lives as long as the tool, so
     /// a partial answer is never lost between clients.
@@ -136,6 +138,7 @@ impl Instance {
         else {
             unreachable!("all three pipes were requested");
         };
+        let stdin_pipe = rustix::fs::fstat(&stdin).ok().map(|st| st.st_ino);
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_pipe = rustix::io::dup(&stderr).ok();
         let (tx, rx) = mpsc::channel(1024);
@@ -145,6 +148,7 @@ impl Instance {
             pid,
             child,
             stdin: Some(stdin),
+            stdin_pipe,
             stdout,
             out: Splitter::new(output.clone()),
             prelude: Vec::new(),

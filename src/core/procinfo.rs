@@ -3,6 +3,116 @@
 use std::collections::HashMap;
 use std::fs;
 
+/// Tells whether a process waits for input on a pipe: whether one of its
+/// threads is blocked reading it (`/proc/PID/task/TID/syscall` names the
+/// system call a blocked thread is in, with its arguments). Asked once per
+/// call, so it is kept cheap: the thread last seen reading is looked at
+/// first, through files kept open; its `stat` is read first, since asking
+/// a running thread for its system call makes the kernel wait for it to
+/// stop; and a descriptor is checked to be the pipe once.
+pub struct PipeReader {
+    pid: u32,
+    /// `pipe:[INODE]`, as `/proc/PID/fd/N` names the pipe.
+    pipe: String,
+    /// The thread last seen reading the pipe.
+    reader: Option<Thread>,
+    /// The descriptor last seen to be the pipe.
+    fd: Option<u32>,
+}
+
+/// The `stat` and `syscall` files of one thread.
+struct Thread {
+    stat: fs::File,
+    syscall: fs::File,
+}
+
+impl Thread {
+    fn open(dir: &std::path::Path) -> Option<Self> {
+        Some(Self {
+            stat: fs::File::open(dir.join("stat")).ok()?,
+            syscall: fs::File::open(dir.join("syscall")).ok()?,
+        })
+    }
+
+    /// The descriptor the thread is blocked reading, if it is.
+    fn blocked_read(&self) -> Option<u32> {
+        use std::os::unix::fs::FileExt;
+        let reads = [
+            libc::SYS_read,
+            libc::SYS_readv,
+            libc::SYS_pread64,
+            libc::SYS_preadv,
+        ];
+        let mut buf = [0u8; 512];
+        let n = self.stat.read_at(&mut buf, 0).ok()?;
+        let stat = &buf[..n];
+        // The state follows the command name, which may hold ") ".
+        let state = stat
+            .iter()
+            .rposition(|&b| b == b')')
+            .and_then(|i| stat.get(i + 2))?;
+        if *state != b'S' {
+            return None;
+        }
+        let n = self.syscall.read_at(&mut buf, 0).ok()?;
+        let line = std::str::from_utf8(&buf[..n]).ok()?;
+        let mut fields = line.split_whitespace();
+        let nr: i64 = fields.next()?.parse().ok()?;
+        let fd = u32::from_str_radix(fields.next()?.strip_prefix("0x")?, 16).ok()?;
+        reads.contains(&nr).then_some(fd)
+    }
+}
+
+impl PipeReader {
+    pub fn new(pid: u32, pipe_inode: u64) -> Self {
+        Self {
+            pid,
+            pipe: format!("pipe:[{pipe_inode}]"),
+            reader: None,
+            fd: None,
+        }
+    }
+
+    /// Whether some thread is blocked reading the pipe now; `None` when
+    /// that cannot be told (no `/proc`, no permission).
+    pub fn waits(&mut self) -> Option<bool> {
+        if let Some(t) = &self.reader
+            && let Some(fd) = t.blocked_read()
+            && self.is_pipe(fd)
+        {
+            return Some(true);
+        }
+        self.reader = None;
+        let tasks = fs::read_dir(format!("/proc/{}/task", self.pid)).ok()?;
+        let mut readable = false;
+        for task in tasks.flatten() {
+            let Some(t) = Thread::open(&task.path()) else {
+                continue;
+            };
+            readable = true;
+            if let Some(fd) = t.blocked_read()
+                && self.is_pipe(fd)
+            {
+                self.reader = Some(t);
+                return Some(true);
+            }
+        }
+        readable.then_some(false)
+    }
+
+    fn is_pipe(&mut self, fd: u32) -> bool {
+        if self.fd == Some(fd) {
+            return true;
+        }
+        let yes = fs::read_link(format!("/proc/{}/fd/{fd}", self.pid))
+            .is_ok_and(|l| l.as_os_str() == self.pipe.as_str());
+        if yes {
+            self.fd = Some(fd);
+        }
+        yes
+    }
+}
+
 /// A process's start time in clock ticks since boot (`/proc/PID/stat`,
 /// field 22), or `None` if there is no such (live) process.
 pub fn start_ticks(pid: u32) -> Option<u64> {
@@ -63,5 +173,37 @@ mod tests {
         assert!(rss_bytes(me).unwrap() > 0);
         let pgid = process_group(me).unwrap();
         assert!(rss_by_group()[&pgid] >= rss_bytes(me).unwrap());
+    }
+
+    #[test]
+    fn a_process_blocked_reading_its_stdin_pipe_is_seen() {
+        use std::os::unix::fs::MetadataExt;
+        use std::process::{Command, Stdio};
+        let spawn = |prog: &str, arg: &str| {
+            let mut c = Command::new(prog)
+                .arg(arg)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            let ino = std::fs::File::from(std::os::fd::OwnedFd::from(c.stdin.take().unwrap()));
+            let pipe = ino.metadata().unwrap().ino();
+            (c, ino, pipe)
+        };
+        let (mut cat, _keep, pipe) = spawn("cat", "-");
+        let mut watch = PipeReader::new(cat.id(), pipe);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while watch.waits() != Some(true) {
+            assert!(std::time::Instant::now() < end, "cat never seen reading");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Again, through the thread and descriptor it remembers.
+        assert_eq!(watch.waits(), Some(true));
+        let (mut sleeper, _keep2, pipe2) = spawn("sleep", "5");
+        assert_eq!(PipeReader::new(sleeper.id(), pipe2).waits(), Some(false));
+        for c in [&mut cat, &mut sleeper] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

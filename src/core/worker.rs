@@ -43,6 +43,15 @@ const SLOW_ANSWER_HINT: Duration = Duration::from_secs(10);
 const NO_ANSWER_CAUSES: &str = "A tool that buffers its output (most do when stdout is a pipe) never \
      answers: run it under stdbuf -oL, or with its flush option (python -u, grep --line-buffered, \
      sed -u); one that writes fewer answers than it reads records needs other -t/-T options";
+/// Once a call's answers are all in, how long the tool may go on running
+/// before it is seen waiting for its next record (what it writes meanwhile
+/// is more than was asked), and how it is looked at meanwhile: at each turn
+/// of the runtime at first, then every millisecond.
+const SETTLE_WAIT: Duration = Duration::from_millis(50);
+const SETTLE_QUICK_LOOKS: u32 = 32;
+/// A tool that is not seen waiting for input this many calls in a row
+/// (it reads through another process, or polls) is not waited for again.
+const SETTLE_MISSES: u32 = 3;
 /// Once the tool has exited, how long its remaining output may take.
 const AFTER_EXIT_WAIT: Duration = Duration::from_secs(1);
 /// The work kept waiting in the tool's stdin, as time's worth of records
@@ -222,6 +231,9 @@ impl Worker {
             }
             Exit::ToolEnded => {
                 tracing::info!(pid = inst.pid, "tool output ended");
+                // Calls it had answered in full, while it was still looked
+                // at for more output, are served: nothing more came.
+                self.settle();
                 let when = if self.spoke.get() {
                     "while serving this call"
                 } else {
@@ -476,16 +488,23 @@ impl Worker {
         let mut unsolicited = false;
         // The call waiting longest was told why its answer may not come.
         let mut hinted = false;
+        // A finished call waits for the tool to wait for input again.
+        let mut settle_by: Option<Instant> = None;
+        let mut settle_looks = 0u32;
+        let mut settle_misses = 0u32;
         let Instance {
             pid,
             child,
             stdin,
+            stdin_pipe,
             stdout,
             out,
             stderr,
             ..
         } = inst;
         let pid = *pid;
+        let mut stdin_reader =
+            stdin_pipe.map(|ino| crate::core::procinfo::PipeReader::new(pid, ino));
         let unread = |stdin: &Option<tokio::process::ChildStdin>| {
             stdin
                 .as_ref()
@@ -500,11 +519,38 @@ impl Worker {
                 .filter(|r| r.is_done() && !r.is_gone())
                 .cloned()
                 .collect();
-            // A call whose answers are all in is not ended while more
-            // output waits in the pipe: if that is more than was asked for,
-            // the call must hear of it before its status.
+            // A call whose answers are all in is ended only once the tool
+            // waits for its next record, since a correct tool writes
+            // nothing more before that; and not while more output waits in
+            // the pipe: if that is more than was asked for, the call must
+            // hear of it before its status.
+            let mut tool_busy = false;
+            if !finishing.is_empty() && feed.in_flight() == 0 && settle_misses < SETTLE_MISSES {
+                let waiting = stdin_reader.as_mut().and_then(|r| r.waits());
+                if waiting == Some(false) {
+                    let by = *settle_by.get_or_insert_with(|| Instant::now() + SETTLE_WAIT);
+                    tool_busy = Instant::now() < by;
+                    if !tool_busy {
+                        settle_misses += 1;
+                        if settle_misses == SETTLE_MISSES {
+                            tracing::info!(
+                                pid,
+                                "the tool is not seen waiting for input after its answers; \
+                                 no longer waiting for it to"
+                            );
+                        }
+                    }
+                } else {
+                    settle_misses = 0;
+                }
+            }
+            if !tool_busy {
+                settle_by = None;
+                settle_looks = 0;
+            }
             let output_waits = !finishing.is_empty()
-                && rustix::io::ioctl_fionread(&*stdout).is_ok_and(|unread| unread > 0);
+                && (tool_busy
+                    || rustix::io::ioctl_fionread(&*stdout).is_ok_and(|unread| unread > 0));
             if let Some(last) = finishing.first().filter(|_| !output_waits) {
                 // Stderr travels apart from stdout: a line the tool wrote
                 // before its last answer may still be in its pipe.
@@ -660,6 +706,7 @@ impl Worker {
                     crate::core::instance::kill_group(pid);
                 }
                 _ = sleep_until(output_due) => return Exit::ToolEnded,
+                _ = look_again(settle_looks), if tool_busy => settle_looks += 1,
                 _ = sleep_until(hint_due) => {
                     hinted = true;
                     let m = format!(
@@ -729,6 +776,19 @@ async fn write_some(
     match stdin {
         Some(s) => s.write(buf).await,
         None => Err(std::io::ErrorKind::BrokenPipe.into()),
+    }
+}
+
+/// Waits a little before the tool is looked at again: a turn of the
+/// runtime for the first looks, then a millisecond.
+async fn look_again(looks: u32) {
+    if looks < SETTLE_QUICK_LOOKS {
+        // The tool usually is a few microseconds from its next read: let
+        // it have this core, should it be waiting for it.
+        std::thread::yield_now();
+        tokio::task::yield_now().await;
+    } else {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
