@@ -456,7 +456,10 @@ async fn serve_client(
 /// note once.
 fn tune(shared: &Shared, pool: &Rc<Pool>, t: &Tuning) -> Vec<String> {
     let spec = &shared.cfg.spec;
-    let later = "takes effect when a new server starts (viasock kill it, then call again)";
+    let later = format!(
+        "takes effect when a new server starts (viasock kill {}, then call again)",
+        shared.cfg.id.short()
+    );
     let secs = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
     let mut notes = Vec::new();
     if let Some(j) = t.instances {
