@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use crate::core::feed::Feed;
 use crate::core::instance::{Failure, Instance};
 use crate::core::pool::{Pool, PoolConfig};
+use crate::core::procinfo::PipeReader;
 use crate::core::protocol::Kind;
 use crate::core::request::{End, Request};
 use crate::core::state::Stats;
@@ -488,10 +489,6 @@ impl Worker {
         let mut unsolicited = false;
         // The call waiting longest was told why its answer may not come.
         let mut hinted = false;
-        // A finished call waits for the tool to wait for input again.
-        let mut settle_by: Option<Instant> = None;
-        let mut settle_looks = 0u32;
-        let mut settle_misses = 0u32;
         let Instance {
             pid,
             child,
@@ -503,8 +500,7 @@ impl Worker {
             ..
         } = inst;
         let pid = *pid;
-        let mut stdin_reader =
-            stdin_pipe.map(|ino| crate::core::procinfo::PipeReader::new(pid, ino));
+        let mut settling = Settling::new(pid, *stdin_pipe);
         let unread = |stdin: &Option<tokio::process::ChildStdin>| {
             stdin
                 .as_ref()
@@ -524,30 +520,7 @@ impl Worker {
             // nothing more before that; and not while more output waits in
             // the pipe: if that is more than was asked for, the call must
             // hear of it before its status.
-            let mut tool_busy = false;
-            if !finishing.is_empty() && feed.in_flight() == 0 && settle_misses < SETTLE_MISSES {
-                let waiting = stdin_reader.as_mut().and_then(|r| r.waits());
-                if waiting == Some(false) {
-                    let by = *settle_by.get_or_insert_with(|| Instant::now() + SETTLE_WAIT);
-                    tool_busy = Instant::now() < by;
-                    if !tool_busy {
-                        settle_misses += 1;
-                        if settle_misses == SETTLE_MISSES {
-                            tracing::info!(
-                                pid,
-                                "the tool is not seen waiting for input after its answers; \
-                                 no longer waiting for it to"
-                            );
-                        }
-                    }
-                } else {
-                    settle_misses = 0;
-                }
-            }
-            if !tool_busy {
-                settle_by = None;
-                settle_looks = 0;
-            }
+            let tool_busy = !finishing.is_empty() && feed.in_flight() == 0 && settling.tool_busy();
             let output_waits = !finishing.is_empty()
                 && (tool_busy
                     || rustix::io::ioctl_fionread(&*stdout).is_ok_and(|unread| unread > 0));
@@ -706,7 +679,7 @@ impl Worker {
                     crate::core::instance::kill_group(pid);
                 }
                 _ = sleep_until(output_due) => return Exit::ToolEnded,
-                _ = look_again(settle_looks), if tool_busy => settle_looks += 1,
+                _ = settling.look_again(), if tool_busy => {}
                 _ = sleep_until(hint_due) => {
                     hinted = true;
                     let m = format!(
@@ -779,16 +752,78 @@ async fn write_some(
     }
 }
 
-/// Waits a little before the tool is looked at again: a turn of the
-/// runtime for the first looks, then a millisecond.
-async fn look_again(looks: u32) {
-    if looks < SETTLE_QUICK_LOOKS {
-        // The tool usually is a few microseconds from its next read: let
-        // it have this core, should it be waiting for it.
-        std::thread::yield_now();
-        tokio::task::yield_now().await;
-    } else {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+/// A call whose answers are all in waits for its tool to be seen waiting
+/// for input again (at most [`SETTLE_WAIT`]); a tool never seen so is
+/// soon not waited for.
+struct Settling {
+    pid: u32,
+    reader: Option<PipeReader>,
+    /// Since the present wait began: until when, and how often the tool
+    /// was looked at.
+    by: Option<Instant>,
+    looks: u32,
+    /// Waits in a row that ran out.
+    misses: u32,
+}
+
+impl Settling {
+    fn new(pid: u32, stdin_pipe: Option<u64>) -> Self {
+        Self {
+            pid,
+            reader: stdin_pipe.map(|ino| PipeReader::new(pid, ino)),
+            by: None,
+            looks: 0,
+            misses: 0,
+        }
+    }
+
+    /// Whether the tool is still busy after a call's answers: not seen
+    /// waiting for input, and the wait has not run out.
+    fn tool_busy(&mut self) -> bool {
+        if self.misses >= SETTLE_MISSES {
+            return false;
+        }
+        let busy = match self.reader.as_mut().and_then(PipeReader::waits) {
+            Some(false) => {
+                let by = *self.by.get_or_insert_with(|| Instant::now() + SETTLE_WAIT);
+                let busy = Instant::now() < by;
+                if !busy {
+                    self.misses += 1;
+                    if self.misses == SETTLE_MISSES {
+                        tracing::info!(
+                            pid = self.pid,
+                            "the tool is not seen waiting for input after its answers; no \
+                             longer waiting for it to"
+                        );
+                    }
+                }
+                busy
+            }
+            // Seen waiting (or it cannot be told).
+            _ => {
+                self.misses = 0;
+                false
+            }
+        };
+        if !busy {
+            self.by = None;
+            self.looks = 0;
+        }
+        busy
+    }
+
+    /// Waits a little before the tool is looked at again: a turn of the
+    /// runtime for the first looks, then a millisecond.
+    async fn look_again(&mut self) {
+        self.looks += 1;
+        if self.looks <= SETTLE_QUICK_LOOKS {
+            // The tool usually is a few microseconds from its next read:
+            // let it have this core, should it be waiting for it.
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }
 
