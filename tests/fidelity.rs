@@ -436,3 +436,37 @@ fn a_trailer_written_apart_after_reading_ahead_fails_every_call() {
         }
     }
 }
+
+#[test]
+fn a_tool_that_polls_its_input_is_served_and_soon_not_waited_for() {
+    let w = World::new();
+    // Blocks in select(), not in read(): never seen waiting on its input.
+    w.script(
+        "polls.py",
+        "#!/usr/bin/env python3\nimport os, select\nwhile True:\n    select.select([0], [], [])\n    data = os.read(0, 65536)\n    if not data:\n        break\n    os.write(1, data)\n",
+    );
+    for i in 0..6 {
+        let out = w.run(&["run", "./polls.py"], format!("{i}\n").as_bytes());
+        assert_eq!(ok_stdout(&out), format!("{i}\n"));
+    }
+    assert!(
+        w.logs()
+            .contains("not seen waiting for input after its answers"),
+        "{}",
+        w.logs()
+    );
+}
+
+#[test]
+fn a_late_trailer_from_a_wrapper_scripts_child_fails_the_call() {
+    let w = World::new();
+    w.script(
+        "late_trailer.py",
+        "#!/usr/bin/env python3\nimport sys, time\nfor line in sys.stdin:\n    sys.stdout.write(line); sys.stdout.flush()\n    time.sleep(0.005)\n    sys.stdout.write('--\\n'); sys.stdout.flush()\n",
+    );
+    // The shell stays in front, waiting for its child, which reads.
+    w.script("wrapper.sh", "#!/bin/sh\n./late_trailer.py\n");
+    for _ in 0..3 {
+        assert_framing_failure(&w.run(&["run", "./wrapper.sh"], b"a\n"));
+    }
+}

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::fs;
 
-/// Tells whether a process waits for input on a pipe: whether one of its
-/// threads is blocked reading it (`/proc/PID/task/TID/syscall` names the
+/// Tells whether a process, or one it started, waits for input on a pipe:
+/// whether one of their threads is blocked reading it (`/proc/PID/task/TID/syscall` names the
 /// system call a blocked thread is in, with its arguments). Asked once per
 /// call, so it is kept cheap: the thread last seen reading is looked at
 /// first, through files kept open; its `stat` is read first, since asking
@@ -16,19 +16,25 @@ pub struct PipeReader {
     pipe: String,
     /// The thread last seen reading the pipe.
     reader: Option<Thread>,
-    /// The descriptor last seen to be the pipe.
-    fd: Option<u32>,
+    /// The descriptor (of a process) last seen to be the pipe.
+    fd: Option<(u32, u32)>,
 }
 
-/// The `stat` and `syscall` files of one thread.
+/// Processes looked at below the tool: a wrapper script's children, and
+/// theirs.
+const DESCENDANTS: usize = 16;
+
+/// The `stat` and `syscall` files of one thread, of process `pid`.
 struct Thread {
+    pid: u32,
     stat: fs::File,
     syscall: fs::File,
 }
 
 impl Thread {
-    fn open(dir: &std::path::Path) -> Option<Self> {
+    fn open(pid: u32, dir: &std::path::Path) -> Option<Self> {
         Some(Self {
+            pid,
             stat: fs::File::open(dir.join("stat")).ok()?,
             syscall: fs::File::open(dir.join("syscall")).ok()?,
         })
@@ -78,36 +84,53 @@ impl PipeReader {
     pub fn waits(&mut self) -> Option<bool> {
         if let Some(t) = &self.reader
             && let Some(fd) = t.blocked_read()
-            && self.is_pipe(fd)
+            && self.is_pipe(t.pid, fd)
         {
             return Some(true);
         }
         self.reader = None;
-        let tasks = fs::read_dir(format!("/proc/{}/task", self.pid)).ok()?;
+        let mut processes = vec![self.pid];
         let mut readable = false;
-        for task in tasks.flatten() {
-            let Some(t) = Thread::open(&task.path()) else {
+        let mut next = 0;
+        while let Some(&pid) = processes.get(next) {
+            next += 1;
+            let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
                 continue;
             };
-            readable = true;
-            if let Some(fd) = t.blocked_read()
-                && self.is_pipe(fd)
-            {
-                self.reader = Some(t);
-                return Some(true);
+            for task in tasks.flatten() {
+                let dir = task.path();
+                if processes.len() < DESCENDANTS
+                    && let Ok(children) = fs::read_to_string(dir.join("children"))
+                {
+                    processes.extend(
+                        children
+                            .split_whitespace()
+                            .filter_map(|c| c.parse::<u32>().ok()),
+                    );
+                }
+                let Some(t) = Thread::open(pid, &dir) else {
+                    continue;
+                };
+                readable = true;
+                if let Some(fd) = t.blocked_read()
+                    && self.is_pipe(pid, fd)
+                {
+                    self.reader = Some(t);
+                    return Some(true);
+                }
             }
         }
         readable.then_some(false)
     }
 
-    fn is_pipe(&mut self, fd: u32) -> bool {
-        if self.fd == Some(fd) {
+    fn is_pipe(&mut self, pid: u32, fd: u32) -> bool {
+        if self.fd == Some((pid, fd)) {
             return true;
         }
-        let yes = fs::read_link(format!("/proc/{}/fd/{fd}", self.pid))
+        let yes = fs::read_link(format!("/proc/{pid}/fd/{fd}"))
             .is_ok_and(|l| l.as_os_str() == self.pipe.as_str());
         if yes {
-            self.fd = Some(fd);
+            self.fd = Some((pid, fd));
         }
         yes
     }
