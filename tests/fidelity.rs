@@ -470,3 +470,13 @@ fn a_late_trailer_from_a_wrapper_scripts_child_fails_the_call() {
         assert_framing_failure(&w.run(&["run", "./wrapper.sh"], b"a\n"));
     }
 }
+
+#[test]
+fn a_tool_that_exits_many_times_within_one_call_costs_no_record() {
+    let w = World::new();
+    let input: String = (1..=2000).map(|i| format!("{i}\n")).collect();
+    for _ in 0..20 {
+        let out = w.run(&["run", "-w", "5", "sed", "-u", "7q"], input.as_bytes());
+        assert_eq!(ok_stdout(&out), input);
+    }
+}

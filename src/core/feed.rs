@@ -96,6 +96,9 @@ impl Feed {
     /// Forgets what was written but never will be (the tool stopped
     /// reading).
     pub fn drop_unwritten(&mut self) {
+        // Kept all the same, after what was written: their records may go
+        // to another instance.
+        self.kept.extend_from_slice(&self.buf[self.pos..]);
         self.buf.clear();
         self.pos = 0;
     }
@@ -206,8 +209,14 @@ impl Feed {
                 }
                 if whole {
                     let (a, b) = ((start - stream_from) as usize, (end - stream_from) as usize);
-                    data.extend_from_slice(&stream[a..b.min(stream.len())]);
-                    rel.push(data.len());
+                    match stream.get(a..b) {
+                        Some(bytes) => {
+                            data.extend_from_slice(bytes);
+                            rel.push(data.len());
+                        }
+                        // Not kept: it cannot go anywhere else.
+                        None => whole = false,
+                    }
                 }
                 start = end;
             }
