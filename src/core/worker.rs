@@ -792,8 +792,8 @@ impl Settling {
                     if self.misses == SETTLE_MISSES {
                         tracing::info!(
                             pid = self.pid,
-                            "the tool is not seen waiting for input after its answers; no \
-                             longer waiting for it to"
+                            "the tool is not seen waiting for input after its answers; calls no \
+                             longer wait for it to be"
                         );
                     }
                 }
