@@ -455,6 +455,10 @@ async fn serve_client(
 /// higher `-j`) and returns a note on each one it cannot; the log gets each
 /// note once.
 fn tune(shared: &Shared, pool: &Rc<Pool>, t: &Tuning) -> Vec<String> {
+    // Most calls give none: the warm path does no work for them.
+    if *t == Tuning::default() {
+        return Vec::new();
+    }
     let spec = &shared.cfg.spec;
     let later = format!(
         "takes effect when a new server starts (viasock kill {}, then call again)",
