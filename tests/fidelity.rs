@@ -123,7 +123,7 @@ fn a_prelude_that_never_completes_fails_within_process_timeout() {
         assert_eq!(lines.len(), 1, "{command}: {lines:?}");
         assert!(
             lines[0].contains(
-                "the tool wrote 1 line at start-up but no complete prelude record (-P 1, -T '^$')"
+                "the tool wrote 1 line at start-up but no complete prelude record (-T '^$' -P 1)"
             ) && lines[0].contains("see log"),
             "{command}: {lines:?}"
         );
@@ -157,7 +157,7 @@ fn a_prelude_that_never_completes_without_process_timeout_is_reported() {
     let said = wait_until(Duration::from_secs(30), || {
         w.logs().contains(
             "still waiting for the prelude: the tool wrote 1 line at start-up but no complete \
-             prelude record (-P 1, -T '^$'); set -w to bound the wait",
+             prelude record (-T '^$' -P 1); set -w to bound the wait",
         )
     });
     let _ = call.kill();
@@ -173,8 +173,9 @@ fn assert_framing_failure(out: &std::process::Output) {
     let lines = viasock_lines(out);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
-        lines[0].contains("cannot be matched to this call's records (-t '', -T '', -P 0)")
-            && lines[0].contains("give -T the pattern of an answer's last line"),
+        lines[0].contains("cannot be matched to this call's records (-t '' -T '')")
+            && lines[0].contains("give -T the pattern of an answer's last line")
+            && lines[0].contains("`viasock detect` with the same command"),
         "{lines:?}"
     );
 }

@@ -70,7 +70,7 @@ pub fn table(found: &[Found], now: SystemTime) -> String {
             s.requests_total.to_string(),
             idle,
             uptime,
-            s.command.join(" "),
+            s.command_line(),
         ]);
     }
     let widths: Vec<usize> = (0..9)

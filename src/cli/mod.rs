@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::core::config::{ToolSpec, Tuning};
+use crate::core::framing::{Framing, NAMED, Named};
 use crate::core::{Fatal, status};
 
 mod client;
@@ -166,16 +167,30 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct ToolArgs {
     /// Regex: an input line matching it (at its start) ends a record; '' makes every line a record.
-    #[arg(short = 't', long, value_name = "PATTERN", default_value = "")]
-    pub input_terminator: String,
+    #[arg(short = 't', long, value_name = "PATTERN")]
+    pub input_terminator: Option<String>,
 
     /// Regex: the same for the tool's output.
-    #[arg(short = 'T', long, value_name = "PATTERN", default_value = "")]
-    pub output_terminator: String,
+    #[arg(short = 'T', long, value_name = "PATTERN")]
+    pub output_terminator: Option<String>,
 
     /// Records the tool writes at start-up; every client receives them first.
-    #[arg(short = 'P', long, value_name = "N", default_value_t = 0)]
-    pub output_prelude: usize,
+    #[arg(short = 'P', long, value_name = "N")]
+    pub output_prelude: Option<usize>,
+
+    /// Lines the tool writes at start-up (a banner), each a record of its
+    /// own whatever -T says; every client receives them first.
+    #[arg(long, value_name = "N")]
+    pub prelude_lines: Option<usize>,
+
+    /// Lines end with NUL instead of newline, in input and output (as `sed -z`).
+    #[arg(short = 'z', long)]
+    pub null_data: bool,
+
+    /// A named framing for a common shape; -t, -T, -P, --prelude-lines
+    /// given beside it replace its part.
+    #[arg(long, value_name = "NAME", value_parser = framing_names())]
+    pub framing: Option<String>,
 
     /// Longest time the tool may take to answer one record, or to write its
     /// prelude (-P) once started; then it is killed (status 124).
@@ -230,9 +245,7 @@ impl ToolArgs {
         let spec = ToolSpec {
             program: program.clone(),
             args: args.to_vec(),
-            input_terminator: self.input_terminator.clone(),
-            output_terminator: self.output_terminator.clone(),
-            prelude: self.output_prelude,
+            framing: self.framing(),
             process_timeout: self.process_timeout.filter(|d| !d.is_zero()),
             server_timeout: Some(self.server_timeout.unwrap_or(DEFAULT_SERVER_TIMEOUT))
                 .filter(|d| !d.is_zero()),
@@ -243,8 +256,8 @@ impl ToolArgs {
             log: self.log.clone(),
         };
         for (flag, pattern) in [
-            ("-t", &spec.input_terminator),
-            ("-T", &spec.output_terminator),
+            ("-t", &spec.framing.input_terminator),
+            ("-T", &spec.framing.output_terminator),
         ] {
             if let Err(e) = crate::core::records::Terminator::new(pattern) {
                 return Err(Fatal::new(
@@ -258,6 +271,29 @@ impl ToolArgs {
 }
 
 impl ToolArgs {
+    /// The named framing, if any, with the options given beside it.
+    fn framing(&self) -> Framing {
+        let mut f = self
+            .framing
+            .as_deref()
+            .and_then(Named::find)
+            .map_or_else(Framing::default, Named::framing);
+        if let Some(t) = &self.input_terminator {
+            f.input_terminator = t.clone();
+        }
+        if let Some(t) = &self.output_terminator {
+            f.output_terminator = t.clone();
+        }
+        if let Some(p) = self.output_prelude {
+            f.prelude = p;
+        }
+        if let Some(p) = self.prelude_lines {
+            f.prelude_lines = p;
+        }
+        f.null_data |= self.null_data;
+        f
+    }
+
     /// The tuning options this command line gave, to tell a server
     /// started with others.
     pub fn tuning(&self, cwd: &std::path::Path) -> Tuning {
@@ -280,6 +316,14 @@ impl Cli {
             .clone()
             .unwrap_or_else(|| PathBuf::from(".viasock"))
     }
+}
+
+/// `--framing` takes the names of [`NAMED`], each explained in `--help`.
+fn framing_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(NAMED.iter().map(|n| {
+        let help = format!("{}. Same as {}", n.about, n.framing());
+        clap::builder::PossibleValue::new(n.name).help(help)
+    }))
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -369,7 +413,33 @@ mod tests {
         let spec = r.tool.spec().unwrap();
         assert_eq!(spec.program, "java");
         assert_eq!(spec.args, ["-jar", "parser.jar", "--model", "models/en"]);
-        assert_eq!(spec.prelude, 1);
+        assert_eq!(spec.framing.prelude, 1);
         assert_eq!(spec.process_timeout, Some(Duration::from_secs(60)));
+    }
+
+    fn framing_of(args: &[&str]) -> Framing {
+        let cli =
+            Cli::try_parse_from(["viasock", "run"].iter().chain(args).chain(&["cat"])).unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        r.tool.spec().unwrap().framing
+    }
+
+    #[test]
+    fn a_named_framing_equals_its_options_and_options_beside_it_win() {
+        assert_eq!(
+            framing_of(&["--framing", "eos"]),
+            framing_of(&["-T", "^EOS$"])
+        );
+        assert_eq!(
+            framing_of(&["--framing", "ispell"]),
+            framing_of(&["-T", "^$", "--prelude-lines", "1"])
+        );
+        assert_eq!(framing_of(&["--framing", "nul"]), framing_of(&["-z"]));
+        let f = framing_of(&["--framing", "ispell", "--prelude-lines", "3", "-P", "1"]);
+        assert_eq!((f.prelude_lines, f.prelude), (3, 1));
+        assert_eq!(f.output_terminator, "^$");
+        assert!(Cli::try_parse_from(["viasock", "run", "--framing", "nope", "cat"]).is_err());
     }
 }

@@ -27,8 +27,8 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     let log = spec.log.as_ref().map(|l| cwd.join(l));
     init_logging(log.as_deref())?;
     let cfg = ServerConfig {
-        input: spec.input()?,
-        output: spec.output()?,
+        input: spec.framing.input()?,
+        output: spec.framing.output()?,
         socket: args
             .socket
             .as_ref()

@@ -6,7 +6,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::core::records::Terminator;
+use crate::core::framing::Framing;
 
 /// The options a command line gave that shape a server but not its id:
 /// they take effect when a server starts. Each call sends them, so that a
@@ -81,10 +81,7 @@ impl Tuning {
 pub struct ToolSpec {
     pub program: OsString,
     pub args: Vec<OsString>,
-    pub input_terminator: String,
-    pub output_terminator: String,
-    /// Records the tool writes at start-up, before any input.
-    pub prelude: usize,
+    pub framing: Framing,
     /// Longest wait for one answer; `None` waits forever.
     pub process_timeout: Option<Duration>,
     /// Idle time before the server stops; `None` never stops.
@@ -97,24 +94,19 @@ pub struct ToolSpec {
 }
 
 impl ToolSpec {
-    pub fn input(&self) -> Result<Terminator, regex::Error> {
-        Terminator::new(&self.input_terminator)
-    }
-
-    pub fn output(&self) -> Result<Terminator, regex::Error> {
-        Terminator::new(&self.output_terminator)
-    }
-
     /// The `viasock serve` options that recreate this spec, but for the
     /// program, its arguments and the log (the caller decides where that is).
     pub fn serve_options(&self) -> Vec<OsString> {
+        let f = &self.framing;
         let mut out: Vec<OsString> = vec![
             "--input-terminator".into(),
-            self.input_terminator.clone().into(),
+            f.input_terminator.clone().into(),
             "--output-terminator".into(),
-            self.output_terminator.clone().into(),
+            f.output_terminator.clone().into(),
             "--output-prelude".into(),
-            self.prelude.to_string().into(),
+            f.prelude.to_string().into(),
+            "--prelude-lines".into(),
+            f.prelude_lines.to_string().into(),
             "--server-timeout".into(),
             self.server_timeout
                 .map_or(0.0, |d| d.as_secs_f64())
@@ -126,6 +118,9 @@ impl ToolSpec {
         if let Some(t) = self.process_timeout {
             out.push("--process-timeout".into());
             out.push(t.as_secs_f64().to_string().into());
+        }
+        if f.null_data {
+            out.push("--null-data".into());
         }
         if self.interleave {
             out.push("--interleave".into());

@@ -130,9 +130,12 @@ pub fn compute(spec: &ToolSpec, cwd: &Path, skip: Option<&Path>) -> Result<Id, I
             None => h.put(b"unset", b""),
         }
     }
-    h.put(b"-t", spec.input_terminator.as_bytes());
-    h.put(b"-T", spec.output_terminator.as_bytes());
-    h.put(b"-P", &(spec.prelude as u64).to_be_bytes());
+    let f = &spec.framing;
+    h.put(b"-t", f.input_terminator.as_bytes());
+    h.put(b"-T", f.output_terminator.as_bytes());
+    h.put(b"-P", &(f.prelude as u64).to_be_bytes());
+    h.put(b"--prelude-lines", &(f.prelude_lines as u64).to_be_bytes());
+    h.put(b"-z", &[u8::from(f.null_data)]);
     let w = spec.process_timeout.map_or(0, |d| d.as_nanos() as u64);
     h.put(b"-w", &w.to_be_bytes());
     Ok(Id(h.sha.finalize().into()))
@@ -248,9 +251,7 @@ mod tests {
         ToolSpec {
             program: program.into(),
             args: args.iter().map(OsString::from).collect(),
-            input_terminator: String::new(),
-            output_terminator: String::new(),
-            prelude: 0,
+            framing: Default::default(),
             process_timeout: None,
             server_timeout: Some(Duration::from_secs(60)),
             instances: 1,
@@ -285,10 +286,22 @@ mod tests {
             compute(&a, &cwd, None).unwrap(),
             compute(&b, &cwd, None).unwrap()
         );
-        b.input_terminator = "^$".into();
+        b.framing.input_terminator = "^$".into();
         assert_ne!(
             compute(&a, &cwd, None).unwrap(),
             compute(&b, &cwd, None).unwrap()
+        );
+        let mut c = a.clone();
+        c.framing.null_data = true;
+        assert_ne!(
+            compute(&a, &cwd, None).unwrap(),
+            compute(&c, &cwd, None).unwrap()
+        );
+        c.framing.null_data = false;
+        c.framing.prelude_lines = 1;
+        assert_ne!(
+            compute(&a, &cwd, None).unwrap(),
+            compute(&c, &cwd, None).unwrap()
         );
     }
 

@@ -150,7 +150,7 @@ impl Instance {
             stdin: Some(stdin),
             stdin_pipe,
             stdout,
-            out: Splitter::new(output.clone()),
+            out: spec.framing.output_splitter(output),
             prelude: Vec::new(),
             stderr: ToolStderr {
                 lines: rx,
@@ -161,7 +161,8 @@ impl Instance {
             dead: false,
             exited: false,
         };
-        if spec.prelude > 0 {
+        let prelude_records = spec.framing.prelude_records();
+        if prelude_records > 0 {
             // -w bounds the wait for the prelude too: a prelude that cannot
             // complete (a -P or -T that does not fit the tool) must not
             // keep every caller waiting for ever.
@@ -170,7 +171,7 @@ impl Instance {
                 .map(|t| tokio::time::Instant::now() + t);
             let mut buf = vec![0u8; 64 * 1024];
             let mut noticed = false;
-            while inst.out.complete() < spec.prelude {
+            while inst.out.complete() < prelude_records {
                 let read = match deadline {
                     Some(d) => tokio::time::timeout_at(d, inst.stdout.read(&mut buf)).await,
                     None if noticed || inst.out.untaken().is_empty() => {
@@ -205,9 +206,9 @@ impl Instance {
                 }
             }
             let mut prelude = Vec::new();
-            inst.out.take_into(spec.prelude, &mut prelude);
+            inst.out.take_into(prelude_records, &mut prelude);
             inst.prelude = prelude;
-            tracing::info!(pid, records = spec.prelude, "prelude read");
+            tracing::info!(pid, records = prelude_records, "prelude read");
         }
         Ok(inst)
     }
@@ -216,17 +217,14 @@ impl Instance {
     /// what it wrote, against what `-P` and `-T` expect.
     fn incomplete_prelude(&self, spec: &ToolSpec) -> Failure {
         let written = self.out.untaken();
-        let lines = memchr::memchr_iter(b'\n', written).count()
-            + usize::from(!written.is_empty() && !written.ends_with(b"\n"));
+        let end = self.out.line_end();
+        let lines = memchr::memchr_iter(end, written).count()
+            + usize::from(!written.is_empty() && !written.ends_with(&[end]));
         let within = match spec.process_timeout {
             Some(t) => format!(" within {} s (-w); it was killed.", t.as_secs_f64()),
             None => "; set -w to bound the wait.".to_owned(),
         };
-        let options = format!(
-            "-P {}, -T {}",
-            spec.prelude,
-            crate::core::shell::quote(spec.output_terminator.as_ref())
-        );
+        let options = spec.framing.to_string();
         let message = match (lines, self.out.complete()) {
             (0, _) => format!(
                 "the tool wrote no prelude at start-up ({options}){within} A tool that loads \
@@ -234,16 +232,16 @@ impl Instance {
             ),
             (n, 0) => format!(
                 "the tool wrote {n} line{} at start-up but no complete prelude record \
-                 ({options}){within} Check -P and -T against what the tool writes before its \
-                 first answer",
+                 ({options}){within} Check -P, --prelude-lines and -T against what the tool \
+                 writes before its first answer (`viasock detect` finds them)",
                 plural(n)
             ),
             (n, k) => format!(
                 "the tool wrote {n} line{} at start-up but only {k} of the {} prelude records \
-                 ({options}){within} Check -P and -T against what the tool writes before its \
-                 first answer",
+                 ({options}){within} Check -P, --prelude-lines and -T against what the tool \
+                 writes before its first answer (`viasock detect` finds them)",
                 plural(n),
-                spec.prelude
+                spec.framing.prelude_records()
             ),
         };
         Failure {

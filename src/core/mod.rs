@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod feed;
+pub mod framing;
 pub mod identity;
 pub mod instance;
 pub mod logfile;

@@ -11,10 +11,17 @@ use std::collections::VecDeque;
 use memchr::memchr_iter;
 use regex::bytes::Regex;
 
-/// What ends a record: every line, or a line whose text (without its `\n`)
-/// matches a pattern at its start.
+/// What ends a record: every line, or a line whose text (without its line
+/// end) matches a pattern at its start. Lines end with `\n`, or with NUL
+/// under `-z`.
 #[derive(Clone, Debug)]
-pub enum Terminator {
+pub struct Terminator {
+    rule: Rule,
+    line_end: u8,
+}
+
+#[derive(Clone, Debug)]
+enum Rule {
     /// Every line is a record (the pattern `''`).
     Line,
     /// A line matching this anchored pattern ends a record.
@@ -22,26 +29,50 @@ pub enum Terminator {
 }
 
 impl Terminator {
+    /// Every line is a record; lines end with `\n`.
+    pub fn line() -> Self {
+        Self {
+            rule: Rule::Line,
+            line_end: b'\n',
+        }
+    }
+
     /// Compiles a user pattern. The empty pattern means line mode, which
     /// takes a fast path that never runs the regex engine.
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
         if pattern.is_empty() {
-            return Ok(Self::Line);
+            return Ok(Self::line());
         }
         // Anchored at the line start, as the original viasock's `re.match`.
-        Regex::new(&format!("^(?:{pattern})")).map(Self::Pattern)
+        Ok(Self {
+            rule: Rule::Pattern(Regex::new(&format!("^(?:{pattern})"))?),
+            line_end: b'\n',
+        })
     }
 
-    /// Whether `line` (its text, without the `\n`) ends a record.
+    /// The same rule over lines that end with `end` (NUL for `-z`).
+    pub fn with_line_end(self, end: u8) -> Self {
+        Self {
+            line_end: end,
+            ..self
+        }
+    }
+
+    /// The byte that ends a line.
+    pub fn line_end(&self) -> u8 {
+        self.line_end
+    }
+
+    /// Whether `line` (its text, without its line end) ends a record.
     pub fn ends_record(&self, line: &[u8]) -> bool {
-        match self {
-            Self::Line => true,
-            Self::Pattern(re) => re.is_match(line),
+        match &self.rule {
+            Rule::Line => true,
+            Rule::Pattern(re) => re.is_match(line),
         }
     }
 
     pub fn is_line_mode(&self) -> bool {
-        matches!(self, Self::Line)
+        matches!(self.rule, Rule::Line)
     }
 }
 
@@ -67,6 +98,9 @@ pub struct Splitter {
     scan: usize,
     /// One past the last byte of each complete record still in `buf`.
     ends: VecDeque<usize>,
+    /// Lines still to come that are records of their own whatever the
+    /// terminator says (a start-up banner counted in lines).
+    lead: usize,
 }
 
 impl Splitter {
@@ -77,6 +111,16 @@ impl Splitter {
             head: 0,
             scan: 0,
             ends: VecDeque::new(),
+            lead: 0,
+        }
+    }
+
+    /// A splitter whose first `lines` lines are each a record, before the
+    /// terminator applies.
+    pub fn with_leading_lines(term: Terminator, lines: usize) -> Self {
+        Self {
+            lead: lines,
+            ..Self::new(term)
         }
     }
 
@@ -87,9 +131,12 @@ impl Splitter {
         let from = self.buf.len();
         self.buf.extend_from_slice(data);
         let mut scan = self.scan;
-        for nl in memchr_iter(b'\n', &self.buf[from..]) {
+        for nl in memchr_iter(self.term.line_end(), &self.buf[from..]) {
             let end = from + nl;
-            if self.term.ends_record(&self.buf[scan..end]) {
+            if self.lead > 0 {
+                self.lead -= 1;
+                self.ends.push_back(end + 1);
+            } else if self.term.ends_record(&self.buf[scan..end]) {
                 self.ends.push_back(end + 1);
             }
             scan = end + 1;
@@ -113,6 +160,11 @@ impl Splitter {
         for e in &mut self.ends {
             *e -= head;
         }
+    }
+
+    /// The byte that ends a line.
+    pub fn line_end(&self) -> u8 {
+        self.term.line_end()
     }
 
     /// Complete records waiting to be taken.
@@ -167,13 +219,13 @@ impl Splitter {
         self.buf.len() - self.ends.back().copied().unwrap_or(self.head)
     }
 
-    /// Ends the stream. A last line without `\n` gets one (a tool that lives
-    /// on can never be given EOF); if bytes then remain outside any complete
+    /// Ends the stream. A last line without its line end gets one (a tool
+    /// that lives on can never be given EOF); if bytes then remain outside any complete
     /// record, the input ended inside a record. Returns the records completed.
     pub fn finish(&mut self) -> Result<usize, Unfinished> {
         let mut completed = 0;
         if self.buf.len() > self.scan {
-            completed = self.push(b"\n");
+            completed = self.push(&[self.term.line_end()]);
         }
         match self.pending() {
             0 => Ok(completed),
@@ -265,7 +317,7 @@ mod tests {
 
     #[test]
     fn take_several_at_once_keeps_the_rest() {
-        let mut s = Splitter::new(Terminator::Line);
+        let mut s = Splitter::new(Terminator::line());
         assert_eq!(s.push(b"1\n2\n3\n4"), 3);
         let mut out = Vec::new();
         s.take_into(2, &mut out);
@@ -280,7 +332,7 @@ mod tests {
 
     #[test]
     fn take_records_reports_their_ends() {
-        let mut s = Splitter::new(Terminator::Line);
+        let mut s = Splitter::new(Terminator::line());
         s.push(b"ab\nc\nd");
         let mut out = b"x".to_vec();
         let mut ends = Vec::new();
@@ -306,7 +358,7 @@ mod tests {
     #[test]
     fn take_one_at_a_time_from_a_large_buffer() {
         let lines = numbered_lines(50_000);
-        let mut s = Splitter::new(Terminator::Line);
+        let mut s = Splitter::new(Terminator::line());
         assert_eq!(s.push(&lines.concat()), lines.len());
         let mut r = Vec::new();
         for (i, want) in lines.iter().enumerate() {
@@ -350,7 +402,7 @@ mod tests {
 
     #[test]
     fn discard_after_a_partial_take() {
-        let mut s = Splitter::new(Terminator::Line);
+        let mut s = Splitter::new(Terminator::line());
         s.push(b"a\nb\nc\nd");
         let mut out = Vec::new();
         s.take_into(1, &mut out);
@@ -369,6 +421,33 @@ mod tests {
         let (r, fin) = split("^$", &[]);
         assert!(r.is_empty());
         assert_eq!(fin, Ok(0));
+    }
+
+    #[test]
+    fn nul_ends_lines_under_null_data() {
+        let mut s = Splitter::new(Terminator::new("^$").unwrap().with_line_end(0));
+        assert_eq!(s.push(b"a\nb\0\0c\0"), 1);
+        let mut out = Vec::new();
+        s.take_into(1, &mut out);
+        assert_eq!(out, b"a\nb\0\0");
+        assert_eq!(s.finish(), Err(Unfinished { bytes: 2 }));
+        let mut s = Splitter::new(Terminator::line().with_line_end(0));
+        assert_eq!(s.push(b"x\ny"), 0);
+        assert_eq!(s.finish(), Ok(1));
+        let mut out = Vec::new();
+        s.take_into(1, &mut out);
+        assert_eq!(out, b"x\ny\0");
+    }
+
+    #[test]
+    fn leading_lines_are_records_of_their_own() {
+        let mut s = Splitter::with_leading_lines(Terminator::new("^$").unwrap(), 2);
+        assert_eq!(s.push(b"banner\nmore\n"), 2);
+        assert_eq!(s.push(b"answer\n"), 0);
+        assert_eq!(s.push(b"\n"), 1);
+        let mut out = Vec::new();
+        s.take_into(3, &mut out);
+        assert_eq!(out, b"banner\nmore\nanswer\n\n");
     }
 
     #[test]

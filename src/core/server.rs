@@ -775,6 +775,7 @@ fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> ServerState {
             .chain(&cfg.spec.args)
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
+        framing: cfg.spec.framing.options(),
         cwd: cfg.cwd.clone(),
         dir: cfg.dir.root().to_owned(),
         socket: cfg.socket.clone(),

@@ -83,6 +83,10 @@ pub struct ServerState {
     /// Full hex id; people see the first 12 digits.
     pub id: String,
     pub command: Vec<String>,
+    /// The framing options the server runs with, as `viasock run` takes
+    /// them (`["-T", "^$", "--prelude-lines", "1"]`); empty for the default.
+    #[serde(default)]
+    pub framing: Vec<String>,
     pub cwd: PathBuf,
     pub dir: PathBuf,
     pub socket: PathBuf,
@@ -118,6 +122,18 @@ pub struct ServerState {
 impl ServerState {
     pub fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]
+    }
+
+    /// The framing options and the command, shell-quoted, as they would
+    /// follow `viasock run`: two servers of one command that differ in
+    /// framing never look the same.
+    pub fn command_line(&self) -> String {
+        crate::core::shell::join(
+            self.framing
+                .iter()
+                .chain(&self.command)
+                .map(std::ffi::OsStr::new),
+        )
     }
 }
 

@@ -726,18 +726,16 @@ enum Exit {
 /// The failure of a call whose answers outnumber its records, with the
 /// likely causes and the options that fix them.
 fn framing_failure(spec: &crate::core::config::ToolSpec, what: &str) -> Failure {
-    let quote = |p: &str| crate::core::shell::quote(p.as_ref());
     Failure {
         code: crate::core::status::FAILURE,
         message: format!(
-            "{what}, so its answers cannot be matched to this call's records (-t {}, -T {}, -P \
-             {}); the tool was stopped. Likely causes: answers of several lines (give -T the \
-             pattern of an answer's last line, such as '^$' for a blank line), a banner at \
-             start-up (give -P the number of its records), or more than one answer per record \
-             (an n-best or trailer option of the tool)",
-            quote(&spec.input_terminator),
-            quote(&spec.output_terminator),
-            spec.prelude
+            "{what}, so its answers cannot be matched to this call's records ({}); the tool \
+             was stopped. Likely causes: answers of several lines (give -T the pattern of an \
+             answer's last line, such as '^$' for a blank line), a banner at start-up (give \
+             --prelude-lines the number of its lines), or more than one answer per record (an \
+             n-best or trailer option of the tool); `viasock detect` with the same command \
+             finds the framing",
+            spec.framing
         ),
     }
 }

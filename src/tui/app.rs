@@ -370,20 +370,23 @@ impl App {
 }
 
 pub fn command_line(s: &Server) -> String {
-    s.state.command.join(" ")
+    s.state.command_line()
 }
 
 /// The command as the table shows it: the program's file name (the
 /// detail pane has the full path) and the arguments.
 pub fn short_command(s: &Server) -> String {
-    let mut words = s.state.command.iter();
+    let mut words = s.state.command.iter().map(String::as_str);
     let program = words
         .next()
         .map_or("", |p| p.rsplit('/').next().unwrap_or(p));
-    std::iter::once(program)
-        .chain(words.map(String::as_str))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let framing = s.state.framing.iter().map(String::as_str);
+    crate::core::shell::join(
+        framing
+            .chain(std::iter::once(program))
+            .chain(words)
+            .map(std::ffi::OsStr::new),
+    )
 }
 
 /// The state as a word: a dead server says so whatever its file says, and
@@ -442,6 +445,7 @@ pub mod tests {
                 schema: 1,
                 id: format!("{id:0<64}"),
                 command: command.split(' ').map(str::to_owned).collect(),
+                framing: vec![],
                 cwd: "/home/ada/corpus".into(),
                 dir: "/home/ada/corpus/.viasock".into(),
                 socket: format!("/home/ada/corpus/.viasock/sockets/{id:0<32}.sock").into(),
