@@ -14,6 +14,7 @@ use crate::core::framing::{Framing, NAMED, Named};
 use crate::core::{Fatal, status};
 
 mod client;
+mod detect;
 mod kill;
 mod logs;
 mod ls;
@@ -62,9 +63,42 @@ pub enum Command {
     Logs(LogsArgs),
     /// A live monitor of the servers.
     Top,
+    /// Run a tool directly, find how it frames its records, and print the
+    /// checked `viasock run` command line that serves it.
+    #[command(override_usage = "viasock detect [OPTIONS] [--] PROGRAM [ARGS]...")]
+    Detect(DetectArgs),
     /// Print a shell completion script (for example:
     /// `viasock completions bash > ~/.local/share/bash-completion/completions/viasock`).
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// Sample records to give the tool, one per line [default: a few
+    /// sentences, with empty lines between paragraphs].
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// Lines end with NUL, in the sample and in what the tool writes.
+    #[arg(short = 'z', long)]
+    pub null_data: bool,
+
+    /// Longest wait for the tool to load, or to answer one line.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
+    pub timeout: Duration,
+
+    /// Print the findings as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The tool and its arguments, as they would follow `viasock run`.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        num_args = 1..,
+        value_name = "PROGRAM [ARGS]"
+    )]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -358,6 +392,7 @@ pub fn main() -> ExitCode {
         Command::Restart(a) => restart::restart(&cli, a),
         Command::Logs(a) => logs::logs(&cli, a),
         Command::Top => crate::tui::run(select::scope(&cli)),
+        Command::Detect(a) => detect::detect(a),
         Command::Completions(a) => completions(a.shell),
     };
     let code = match result {

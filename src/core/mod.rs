@@ -4,6 +4,7 @@ pub mod autostart;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod detect;
 pub mod feed;
 pub mod framing;
 pub mod identity;
@@ -45,4 +46,6 @@ pub mod status {
     pub const DATA: i32 = 65;
     pub const UNAVAILABLE: i32 = 69;
     pub const TIMEOUT: i32 = 124;
+    pub const NOT_EXECUTABLE: i32 = 126;
+    pub const NOT_FOUND: i32 = 127;
 }
