@@ -143,7 +143,7 @@ pub struct StartArgs {
     pub tool: ToolArgs,
 
     /// Also send this record and wait for its answer (which is discarded).
-    /// A final newline is added if it has none; with a custom -t, give the
+    /// A final line end (newline, NUL with -z) is added if it has none; with a custom -t, give the
     /// whole record, terminator line included (for -t '^$': $'hello\n\n').
     #[arg(long, value_name = "RECORD")]
     pub probe: Option<String>,

@@ -33,16 +33,11 @@ pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
     };
     let conn = autostart::connect_or_start(&target, false, &[])?;
     // A call with no record returns once the tool runs (and its prelude is
-    // read); with the probe, once that is answered.
-    let input = args.probe.as_ref().map(|r| {
-        if r.ends_with('\n') {
-            r.clone()
-        } else {
-            format!("{r}\n")
-        }
-    });
+    // read); with the probe, once that is answered. The server ends a last
+    // line that has no line end (`\n`, or NUL under -z).
+    let input = args.probe.as_deref().unwrap_or_default();
     let ending =
-        client::call(conn.stream, input.unwrap_or_default().as_bytes()).map_err(|mut f| {
+        client::call(conn.stream, input.as_bytes()).map_err(|mut f| {
             f.message.push_str(&format!(" (see log {})", log.display()));
             f
         })?;

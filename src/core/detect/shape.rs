@@ -114,12 +114,12 @@ fn exact(text: &[u8]) -> String {
     format!("^{}$", regex::escape(&String::from_utf8_lossy(text)))
 }
 
-/// Names a line for people: "an empty line", "an `EOS` line".
+/// Names a line for people: "an empty line", "the line \"EOS\"".
 fn line_name(text: &[u8]) -> String {
     if text.is_empty() {
         "an empty line".into()
     } else {
-        format!("a {} line", excerpt(text))
+        format!("the line {}", excerpt(text))
     }
 }
 
