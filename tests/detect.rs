@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{World, finish};
+use common::{BIN, World, finish};
 
 /// The verdict of `viasock detect --json` on a command.
 struct Verdict {
@@ -69,20 +69,27 @@ const INPUTS: &[&[u8]] = &[
     b"hello\n",
 ];
 
-/// Runs the suggested command line (its `viasock` is this build) on each
-/// input and compares with a direct run of the tool.
+/// Pastes the suggested command line into a real shell (its `viasock`
+/// is this build), runs it on each input, and compares with a direct run
+/// of the tool.
 #[track_caller]
 fn assert_serves_like_direct_runs(w: &World, v: &Verdict, tool: &[&str], inputs: &[&[u8]]) {
     assert_eq!(v.status, 0, "{}", v.json);
     assert_eq!(v.json["servable"], true);
-    let command = v.command();
-    assert_eq!(command[..2], ["viasock", "run"], "{command:?}");
+    let line = v.json["command_line"].as_str().expect("a command line");
+    assert!(line.starts_with("viasock run "), "{line}");
     let tool: Vec<String> = tool.iter().map(|s| s.to_string()).collect();
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
     for input in inputs {
         let want = direct(w, &tool, input);
-        let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
         let out = finish(
-            w.cmd(&args)
+            Command::new("bash")
+                .args(["-c", line])
+                .current_dir(&w.work)
+                .env("PATH", &path)
+                .env("VIASOCK_DIR", &w.state)
+                .env("XDG_RUNTIME_DIR", w.tmp.path())
                 .env_remove("PYTHONUNBUFFERED")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -91,11 +98,11 @@ fn assert_serves_like_direct_runs(w: &World, v: &Verdict, tool: &[&str], inputs:
                 .unwrap(),
             input,
         );
-        assert!(out.status.success(), "{command:?} on {input:?}: {out:?}");
+        assert!(out.status.success(), "{line} on {input:?}: {out:?}");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&want),
-            "{command:?} on {input:?}"
+            "{line} on {input:?}"
         );
     }
 }
@@ -306,5 +313,189 @@ fn the_text_report_ends_with_the_command_to_paste() {
     assert!(
         err.starts_with("viasock: ") && err.lines().count() == 1,
         "{err}"
+    );
+}
+
+#[test]
+fn arguments_that_are_not_utf8_are_quoted_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let w = World::new();
+    std::fs::write(w.work.join("ff.txt"), b"a\xffb\n").unwrap();
+    let script = b"s/\xff/X/";
+    let out = w
+        .cmd(&[
+            "detect",
+            "--json",
+            "--timeout",
+            "5",
+            "--input",
+            "ff.txt",
+            "sed",
+            "-u",
+        ])
+        .arg(std::ffi::OsStr::from_bytes(script))
+        .output()
+        .unwrap();
+    let v = Verdict {
+        status: out.status.code().unwrap(),
+        json: serde_json::from_slice(&out.stdout).unwrap(),
+    };
+    assert_eq!(
+        v.json["command_line"], r"viasock run sed -u $'s/\xff/X/'",
+        "{}",
+        v.json
+    );
+    assert!(
+        v.json["command"].is_null(),
+        "JSON strings cannot hold the byte"
+    );
+    let line = v.json["command_line"]
+        .as_str()
+        .unwrap()
+        .replacen("viasock", BIN, 1);
+    let out = finish(
+        Command::new("bash")
+            .args(["-c", &line])
+            .current_dir(&w.work)
+            .env("VIASOCK_DIR", &w.state)
+            .env("XDG_RUNTIME_DIR", w.tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        b"a\xffb\n",
+    );
+    assert_eq!(out.stdout, b"aXb\n", "{out:?}");
+}
+
+#[test]
+fn a_tool_that_keeps_state_between_records_cannot_be_served() {
+    let w = World::new();
+    let v = detect(&w, &["cat", "-n"]);
+    assert_unservable(&v, "it keeps state from one record to the next");
+}
+
+#[test]
+fn a_tool_that_gives_no_answer_to_empty_lines_cannot_be_served() {
+    let w = World::new();
+    let v = detect(&w, &["grep", "--line-buffered", "e"]);
+    assert_unservable(&v, "which get no answer at all");
+    // Given a sample without empty lines, it is checked on that.
+    w.write("words", "hello\nthere\n");
+    let v = detect(&w, &["--input", "words", "grep", "--line-buffered", "e"]);
+    assert_serves_like_direct_runs(&w, &v, &["grep", "--line-buffered", "e"], &[b"yes\nme\n"]);
+}
+
+#[test]
+fn a_paragraph_tool_that_skips_empty_paragraphs_cannot_be_served() {
+    let w = World::new();
+    w.script(
+        "para.sh",
+        "#!/bin/sh\np=''\nwhile IFS= read -r l; do if [ -z \"$l\" ]; then [ -n \"$p\" ] && { echo \"P:$p\"; echo; }; p=''; else p=\"$p $l\"; fi; done\n",
+    );
+    let v = detect(&w, &["./para.sh"]);
+    assert_unservable(&v, "have nothing in common that could end a record");
+}
+
+#[test]
+fn a_pattern_with_a_carriage_return_is_quoted_visibly() {
+    let w = World::new();
+    // CRLF paragraphs: the record ends with a line holding only "\r".
+    w.script(
+        "para.sh",
+        "#!/bin/sh\np=''\nwhile IFS= read -r l; do if [ \"$l\" = \"$(printf '\\r')\" ]; then echo \"P:$p\"; echo; p=''; else p=\"$p$l\"; fi; done\n",
+    );
+    w.write("crlf", "a\r\nb\r\n\r\nc\r\n\r\n");
+    let v = detect(&w, &["--input", "crlf", "./para.sh"]);
+    let line = v.json["command_line"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", v.json));
+    assert!(line.contains(r"-t $'^\r$'"), "{line}");
+    assert!(!line.contains('\r'), "{line}");
+    assert_serves_like_direct_runs(&w, &v, &["./para.sh"], &[b"x\r\n\r\n"]);
+}
+
+#[test]
+fn a_tool_that_writes_without_end_is_cut_off() {
+    let w = World::new();
+    let began = std::time::Instant::now();
+    let v = detect(&w, &["yes"]);
+    assert_unservable(&v, "more than 16 MiB");
+    assert!(began.elapsed().as_secs() < 20, "{:?}", began.elapsed());
+}
+
+#[test]
+fn a_wrapper_whose_child_answers_late_is_served() {
+    let w = World::new();
+    w.script(
+        "pipe.sh",
+        "#!/bin/sh\nsed -u 's/^/> /' | while IFS= read -r l; do sleep 0.05; printf '%s\\n' \"$l\"; done\n",
+    );
+    let v = detect(&w, &["./pipe.sh"]);
+    assert_serves_like_direct_runs(&w, &v, &["./pipe.sh"], &INPUTS[..2]);
+}
+
+#[test]
+fn a_tool_that_does_not_exit_at_end_of_input_is_served() {
+    let w = World::new();
+    let tool = ["sh", "-c", "sed -u s/a/b/; sleep 100"];
+    let v = detect(&w, &tool);
+    assert!(v.text().contains("did not end within 2 s"), "{}", v.text());
+    assert_serves_like_direct_runs(&w, &v, &["sed", "-u", "s/a/b/"], &INPUTS[..2]);
+}
+
+#[test]
+fn a_tool_that_fails_at_start_says_its_status() {
+    let w = World::new();
+    w.script(
+        "fail.sh",
+        "#!/bin/sh\necho 'no dictionary xx_XX' >&2\nexit 3\n",
+    );
+    let v = detect(&w, &["./fail.sh"]);
+    assert_unservable(&v, "it exited with status 3 before reading any input");
+    assert_eq!(v.json["stderr"], "no dictionary xx_XX");
+}
+
+#[test]
+fn absurd_timeouts_and_samples_are_usage_errors() {
+    let w = World::new();
+    for t in ["0", "1e19", "-1", "soon"] {
+        let out = w.cmd(&["detect", "--timeout", t, "cat"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{t}: {out:?}");
+    }
+    w.write("empty", "");
+    let out = w
+        .cmd(&["detect", "--input", "empty", "cat"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // One empty line is a sample of one record.
+    w.write("blank", "\n");
+    let v = detect(&w, &["--input", "blank", "sed", "-u", "s/^/x/"]);
+    assert_eq!(v.status, 0, "{}", v.json);
+}
+
+#[test]
+fn stopping_detect_stops_the_tool() {
+    let w = World::new();
+    let mut child = w
+        .cmd(&["detect", "--timeout", "60", "sleep", "317"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(10),
+        || { common::command_running("sleep 317") }
+    ));
+    common::signal(child.id() as i64, "INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(5), || {
+            !common::command_running("sleep 317")
+        }),
+        "the tool outlived detect"
     );
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::cli::DetectArgs;
 use crate::core::detect::{self, Options, Report};
+use crate::core::shell;
 use crate::core::{Fatal, status};
 
 pub fn detect(args: &DetectArgs) -> anyhow::Result<i32> {
@@ -20,6 +21,7 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<i32> {
     if sample.is_empty() {
         return Err(Fatal::new(status::USAGE, "the sample is empty").into());
     }
+    crate::core::detect::probe::stop_tools_on_signals();
     let tell = std::io::stderr().is_terminal() && !args.json;
     let progress = |what: &str| {
         if tell {
@@ -54,18 +56,16 @@ fn human(r: &Report) -> String {
     for f in &r.findings {
         out.push_str(&format!("  - {f}\n"));
     }
-    match (&r.command, &r.reason) {
+    match (&r.command_line, &r.reason) {
         (Some(command), _) => {
             if let (Some(name), Some(options)) = (r.framing_name, &r.framing)
                 && name != "lines"
             {
-                out.push_str(&format!(
-                    "--framing {name} is {}.\n",
-                    detect::shown(options)
-                ));
+                let options = shell::join(options.iter().map(std::ffi::OsStr::new));
+                out.push_str(&format!("--framing {name} is {options}.\n"));
             }
             out.push_str("Serve it with:\n");
-            out.push_str(&detect::shown(command));
+            out.push_str(command);
             out.push('\n');
         }
         (None, reason) => {

@@ -84,7 +84,7 @@ pub struct DetectArgs {
     pub null_data: bool,
 
     /// Longest wait for the tool to load, or to answer one line.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, default_value = "30")]
     pub timeout: Duration,
 
     /// Print the findings as one JSON object.
@@ -360,11 +360,25 @@ fn framing_names() -> clap::builder::PossibleValuesParser {
     }))
 }
 
+/// Longest time any option takes: a century, far beyond any wait a
+/// server can mean, and short enough to add to any clock reading.
+const MAX_SECS: f64 = 100.0 * 365.0 * 86_400.0;
+
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("not a number of seconds: {s}"))?;
+    if secs > MAX_SECS {
+        return Err(format!("{s} s is more than a century"));
+    }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("not a usable number of seconds: {s}"))
+}
+
+fn parse_positive_secs(s: &str) -> Result<Duration, String> {
+    match parse_secs(s)? {
+        d if d.is_zero() => Err("must be more than 0".to_owned()),
+        d => Ok(d),
+    }
 }
 
 fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
@@ -450,6 +464,23 @@ mod tests {
         assert_eq!(spec.args, ["-jar", "parser.jar", "--model", "models/en"]);
         assert_eq!(spec.framing.prelude, 1);
         assert_eq!(spec.process_timeout, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn absurd_numbers_of_seconds_are_usage_errors() {
+        assert!(parse_secs("1e19").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("x").is_err());
+        assert_eq!(parse_secs("0").unwrap(), Duration::ZERO);
+        assert!(parse_positive_secs("0").is_err());
+        assert_eq!(
+            parse_positive_secs("1.5").unwrap(),
+            Duration::from_millis(1500)
+        );
+        for args in [["run", "-w", "1e19"], ["run", "-W", "inf"]] {
+            let all = ["viasock"].into_iter().chain(args).chain(["cat"]);
+            assert!(Cli::try_parse_from(all).is_err(), "{args:?}");
+        }
     }
 
     fn framing_of(args: &[&str]) -> Framing {

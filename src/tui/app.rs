@@ -737,6 +737,19 @@ pub mod tests {
     }
 
     #[test]
+    fn commands_show_their_framing_options_quoted() {
+        let mut s = server("aaa", "/usr/bin/hunspell -a", "2026-11-25T11:00:00.000Z", 1);
+        s.state.framing = ["-T", "^$", "--prelude-lines", "1"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(short_command(&s), "-T '^$' --prelude-lines 1 hunspell -a");
+        assert_eq!(
+            command_line(&s),
+            "-T '^$' --prelude-lines 1 /usr/bin/hunspell -a"
+        );
+    }
+
+    #[test]
     fn quit_keys() {
         for k in [
             KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE),

@@ -13,7 +13,7 @@
 //! output, it is tried again line-buffered; when it shows no record end,
 //! with NUL-terminated records.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -30,17 +30,30 @@ use probe::{Pause, Probe};
 use shape::{Observation, Retry, Step};
 
 /// The sample used when none is given: short sentences, a misspelling
-/// for spell checkers, and empty lines for tools that read paragraphs.
+/// for spell checkers, and empty lines between paragraphs, two in a row
+/// once, for tools that read paragraphs.
 pub const SAMPLE: &str = "The quick brown fox jumps over the lazy dog.\n\
                           Colorless green ideas sleep furiously.\n\
                           \n\
                           Helo wrold, this is a tset.\n\
                           A second line of the second paragraph.\n\
+                          \n\
+                          \n\
+                          The end.\n\
                           \n";
 
 /// Most runs of the tool one detection makes when looking for a servable
 /// way (each loads the tool once); the direct and framed runs come on top.
 const ATTEMPTS: usize = 3;
+
+/// Lines of the sample given one at a time (each costs a pause of at
+/// least [`probe::SETTLE`]); the check uses the whole sample.
+const OBSERVED_LINES: usize = 40;
+
+/// How long a tool's output must stay quiet after its input was closed
+/// before a tool that neither exits nor closes its output is taken to be
+/// done.
+const DONE_QUIET: Duration = Duration::from_secs(2);
 
 pub struct Options<'a> {
     /// The sample, lines ending with `\n` (NUL with `null_data`).
@@ -56,17 +69,20 @@ pub struct Options<'a> {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub servable: bool,
-    /// The suggested `viasock run` command line, when servable.
+    /// The suggested `viasock run` command line as words, when servable
+    /// and every word is UTF-8.
     pub command: Option<Vec<String>>,
-    /// The framing options in it, and the name of a named framing that
-    /// equals them.
+    /// The same, shell-quoted, ready to paste.
+    pub command_line: Option<String>,
+    /// The framing options found.
     pub framing: Option<Vec<String>>,
+    /// The named framing that equals them.
     pub framing_name: Option<&'static str>,
     /// What was seen, in plain words.
     pub findings: Vec<String>,
-    /// Why it cannot be served, when it cannot.
+    /// Why it cannot be served, with what to try, when it cannot.
     pub reason: Option<String>,
-    /// The tool's stderr in the run that decided, when it wrote any.
+    /// The end of the tool's stderr when it cannot be served.
     pub stderr: Option<String>,
 }
 
@@ -111,6 +127,7 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
     })?;
     let program = crate::core::identity::resolve_program(&command[0], &cwd)
         .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let lines = sample_lines(&opts.sample, opts.null_data);
     let mut queue = vec![Attempt {
         prefix: Vec::new(),
         line_end: if opts.null_data { 0 } else { b'\n' },
@@ -118,42 +135,42 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
     let mut tried = Vec::new();
     let mut findings = Vec::new();
     let mut first_failure: Option<(String, Option<String>)> = None;
-    let mut seen_reasons: Vec<String> = Vec::new();
-    while let Some(attempt) = queue.first().cloned() {
-        queue.remove(0);
-        if tried.len() == ATTEMPTS {
-            break;
-        }
+    while !queue.is_empty() && tried.len() < ATTEMPTS {
+        let attempt = queue.remove(0);
         tried.push(attempt.clone());
         let cmd = attempt.command(command);
-        let lines = sample_lines(&opts.sample, opts.null_data);
+        let observed = &lines[..lines.len().min(OBSERVED_LINES)];
         (opts.progress)(&format!(
             "watching {} answer {} sample lines, {}",
             shell::join(command.iter().map(OsString::as_os_str)),
-            lines.len(),
+            observed.len(),
             attempt.describe()
         ));
-        let (obs, stderr) = observe(&cmd, &lines, attempt.line_end, opts.timeout)?;
-        match shape::fit(&obs) {
+        let (obs, stderr) = observe(&cmd, observed, attempt.line_end, opts.timeout)?;
+        let u = match shape::fit(&obs) {
             Ok(fit) => {
-                let mut fit = fit;
-                if tried.len() > 1 {
-                    findings.push(format!(
-                        "{}, it can be served:",
-                        capitalize(&attempt.describe())
-                    ));
-                }
-                findings.append(&mut fit.findings);
-                let used: Vec<&[u8]> = fit.lines.iter().map(|&i| &lines[i][..]).collect();
-                let checked = verify(command, &cmd, &fit.framing, &used, opts);
+                // Findings of a later attempt say under what they hold.
+                let under = if tried.len() > 1 {
+                    format!("{}, ", attempt.describe())
+                } else {
+                    String::new()
+                };
+                findings.extend(fit.findings.iter().map(|f| format!("{under}{f}")));
+                let checked = verify(command, &cmd, &fit.framing, &lines, opts);
+                let framing = Some(fit.framing.options());
                 let framing_name = fit.framing.name();
                 return Ok(match checked {
-                    Ok(note) => {
-                        findings.push(note);
+                    Ok(notes) => {
+                        findings.extend(notes);
+                        let words = suggestion(&cmd, &fit.framing);
                         Report {
                             servable: true,
-                            command: Some(suggestion(&cmd, &fit.framing)),
-                            framing: Some(fit.framing.options()),
+                            command: words
+                                .iter()
+                                .map(|w| w.to_str().map(str::to_owned))
+                                .collect(),
+                            command_line: Some(shell::join(words.iter().map(OsString::as_os_str))),
+                            framing,
                             framing_name,
                             findings,
                             reason: None,
@@ -163,7 +180,8 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
                     Err(reason) => Report {
                         servable: false,
                         command: None,
-                        framing: Some(fit.framing.options()),
+                        command_line: None,
+                        framing,
                         framing_name,
                         findings,
                         reason: Some(reason),
@@ -171,28 +189,28 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
                     },
                 });
             }
-            Err(u) => {
-                let same = seen_reasons.contains(&u.reason);
-                findings.push(format!(
-                    "{}: {}",
-                    capitalize(&attempt.describe()),
-                    if same { "the same" } else { &u.reason }
-                ));
-                seen_reasons.push(u.reason.clone());
-                first_failure.get_or_insert((format!("{}. {}", u.reason, u.advice), stderr));
-                for retry in u.retry {
-                    let mut next = attempt.clone();
-                    match retry {
-                        Retry::NulRecords => next.line_end = 0,
-                        Retry::Unbuffered => match unbuffered(&program) {
-                            Some(prefix) if attempt.prefix.is_empty() => next.prefix = prefix,
-                            _ => continue,
-                        },
-                    }
-                    if !tried.contains(&next) && !queue.contains(&next) {
-                        queue.push(next);
-                    }
-                }
+            Err(u) => u,
+        };
+        let said_before = first_failure
+            .as_ref()
+            .is_some_and(|(r, _)| r.starts_with(&u.reason));
+        findings.push(format!(
+            "{}: {}",
+            capitalize(&attempt.describe()),
+            if said_before { "the same" } else { &u.reason }
+        ));
+        first_failure.get_or_insert((format!("{}. {}", u.reason, u.advice), stderr));
+        for retry in u.retry {
+            let mut next = attempt.clone();
+            match retry {
+                Retry::NulRecords => next.line_end = 0,
+                Retry::Unbuffered => match unbuffered(&program) {
+                    Some(prefix) if attempt.prefix.is_empty() => next.prefix = prefix,
+                    _ => continue,
+                },
+            }
+            if !tried.contains(&next) && !queue.contains(&next) {
+                queue.push(next);
             }
         }
     }
@@ -200,6 +218,7 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
     Ok(Report {
         servable: false,
         command: None,
+        command_line: None,
         framing: None,
         framing_name: None,
         findings,
@@ -215,14 +234,10 @@ fn capitalize(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The sample's lines, without their line ends. A sample given with `-z`
-/// is cut at NULs; any other at newlines (and tried with NUL ends as is).
+/// The sample's lines, without their line ends (NUL with `-z`, else `\n`).
 fn sample_lines(sample: &[u8], null_data: bool) -> Vec<Vec<u8>> {
     let sep = if null_data { 0 } else { b'\n' };
     let body = sample.strip_suffix(&[sep]).unwrap_or(sample);
-    if body.is_empty() {
-        return Vec::new();
-    }
     body.split(|&b| b == sep).map(<[u8]>::to_vec).collect()
 }
 
@@ -264,28 +279,30 @@ fn observe(
             p.give(line);
             p.give(&[line_end]);
             let pause = p.pause(began + timeout);
-            let took = began.elapsed().saturating_sub(if pause == Pause::Waiting {
-                Duration::from_millis(30)
-            } else {
-                probe::QUIET
-            });
+            let answer = std::mem::take(&mut p.out);
+            let waited = match (pause, answer.is_empty()) {
+                (Pause::Waiting, false) => probe::SETTLE,
+                (Pause::Waiting, true) => probe::SILENT,
+                _ => probe::QUIET,
+            };
             steps.push(Step {
                 line: line.clone(),
-                answer: std::mem::take(&mut p.out),
+                answer,
                 pause,
                 read: p.input_taken(),
-                took,
+                took: began.elapsed().saturating_sub(waited),
             });
-            if !matches!(pause, Pause::Waiting | Pause::Quiet) {
+            if !matches!(pause, Pause::Waiting | Pause::Quiet) || p.overflowed {
                 break;
             }
         }
     }
     let deadline = Instant::now() + timeout;
     p.close_input(deadline);
-    p.drain(deadline);
-    let exit = p.exit_status(deadline);
+    p.drain(DONE_QUIET, deadline);
+    let exit = p.exit_status(Instant::now() + DONE_QUIET);
     let stderr = stderr_text(&p.err);
+    let overflowed = p.overflowed;
     Ok((
         Observation {
             line_end,
@@ -296,6 +313,7 @@ fn observe(
             at_end: std::mem::take(&mut p.out),
             exit,
             seen_waiting: p.seen_waiting,
+            overflowed,
             timeout,
         },
         stderr,
@@ -324,77 +342,120 @@ fn spawn(cmd: &[OsString]) -> Result<Probe, Fatal> {
     })
 }
 
-/// Checks the framing: the sample's whole records, given as a server
-/// gives them, must come back as the same bytes as a direct run of the
-/// command as the user gave it. Returns what was checked.
+/// Checks the framing: the sample's whole records, given twice to a fresh
+/// run as a server gives them, must come back both times as the same bytes
+/// as a direct run of the command as the user gave it. Returns findings.
 fn verify(
     original: &[OsString],
     cmd: &[OsString],
     framing: &Framing,
-    lines: &[&[u8]],
+    lines: &[Vec<u8>],
     opts: &Options,
-) -> Result<String, String> {
+) -> Result<Vec<String>, String> {
     let end = if framing.null_data { 0 } else { b'\n' };
-    let sample: Vec<u8> = lines
+    let whole: Vec<u8> = lines
         .iter()
         .flat_map(|l| l.iter().copied().chain([end]))
         .collect();
+    // Only whole records: a call that ends inside one fails.
+    let mut split = Splitter::new(framing.input().map_err(|e| e.to_string())?);
+    split.push(&whole);
+    let records = split.complete();
+    let mut sample = Vec::new();
+    split.take_into(records, &mut sample);
+    if records == 0 {
+        return Err("no line of the sample ends a record under the framing found".to_owned());
+    }
     (opts.progress)("checking the framing against a direct run");
-    let want = direct_run(original, &sample, opts.timeout)?;
-    let got = framed_run(cmd, framing, &sample, opts.timeout)?;
-    if got != want {
-        let at = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
-        return Err(format!(
-            "through the framing found the sample gives other bytes than a direct run (from \
-             byte {at}: {} instead of {}); the tool's output may differ from run to run",
-            shape::excerpt(&got[at..]),
-            shape::excerpt(&want[at..])
+    let mut notes = Vec::new();
+    let (want, exited) = direct_run(original, &sample, opts.timeout)?;
+    if !exited {
+        notes.push(format!(
+            "a direct run did not end within {} s of its end of input; its output until then \
+             was compared",
+            DONE_QUIET.as_secs()
         ));
     }
-    Ok(format!(
-        "checked: the {} of the sample, given as viasock gives them, come back as the same {} \
-         bytes as a direct run",
-        match lines.len() {
-            1 => "line".to_owned(),
-            n => format!("{n} lines"),
-        },
+    let got = framed_run(cmd, framing, &sample, records, opts.timeout)?;
+    let (prelude, first, second) = got;
+    let mismatch = |got: &[u8], want: &[u8], when: &str| {
+        let at = got.iter().zip(want).take_while(|(a, b)| a == b).count();
+        format!(
+            "{when}, the sample through the framing found gives other bytes than a direct run \
+             (from byte {at}: {} instead of {})",
+            shape::excerpt(&got[at..]),
+            shape::excerpt(&want[at..])
+        )
+    };
+    let once: Vec<u8> = [&prelude[..], &first].concat();
+    if once != want {
+        return Err(
+            mismatch(&once, &want, "Given once") + "; its output may differ from run to run"
+        );
+    }
+    let twice: Vec<u8> = [&prelude[..], &second].concat();
+    if twice != want {
+        return Err(
+            mismatch(&twice, &want, "Given a second time to the same run")
+                + ": it keeps state from one record to the next, and a served tool sees the \
+               records of every call in one run",
+        );
+    }
+    notes.push(format!(
+        "checked: the sample's {} {}, given twice to one run as viasock gives them, came back \
+         both times as the {} bytes of a direct run",
+        records,
+        if records == 1 { "record" } else { "records" },
         want.len()
-    ))
+    ));
+    Ok(notes)
 }
 
-/// What the tool writes for `sample` with its input closed after it.
-fn direct_run(cmd: &[OsString], sample: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
+/// What the tool writes for `sample` with its input closed after it, and
+/// whether its output ended (else it was taken once quiet).
+fn direct_run(
+    cmd: &[OsString],
+    sample: &[u8],
+    timeout: Duration,
+) -> Result<(Vec<u8>, bool), String> {
     let mut p = spawn(cmd).map_err(|e| e.message)?;
     let deadline = Instant::now() + timeout;
     p.give(sample);
     p.close_input(deadline);
-    p.drain(deadline);
-    if p.exit_status(deadline).is_none() {
+    let ended = p.drain(DONE_QUIET, deadline);
+    if p.overflowed {
         return Err(format!(
-            "a direct run with the sample did not end within {} s of its end of input",
-            timeout.as_secs_f64()
+            "a direct run wrote more than {} MiB for the sample",
+            probe::OUTPUT_LIMIT >> 20
         ));
     }
-    Ok(std::mem::take(&mut p.out))
+    Ok((std::mem::take(&mut p.out), ended))
 }
 
-/// What a served call of `sample` gives: the prelude, then as many answers
-/// as there are records, cut by the output terminator.
+/// What served calls of `sample` give, from one run: the prelude, then the
+/// answers of the first and of a second time the sample is given, cut by
+/// the output terminator.
 fn framed_run(
     cmd: &[OsString],
     framing: &Framing,
     sample: &[u8],
+    records: usize,
     timeout: Duration,
-) -> Result<Vec<u8>, String> {
-    let bad = |e: regex::Error| e.to_string();
-    let mut input = Splitter::new(framing.input().map_err(bad)?);
-    input.push(sample);
-    input.finish().map_err(|e| e.to_string())?;
-    let records = input.complete();
-    let output = framing.output().map_err(bad)?;
+) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), String> {
+    let output = framing.output().map_err(|e| e.to_string())?;
     let mut split = framing.output_splitter(&output);
     let mut p = spawn(cmd).map_err(|e| e.message)?;
     let prelude = framing.prelude_records();
+    let short = |got: usize, of: usize, ended: bool| {
+        format!(
+            "given as viasock gives it, the sample got {got} of its {of} answers{}",
+            if ended {
+                " before the tool ended"
+            } else {
+                " in time"
+            }
+        )
+    };
     await_records(&mut p, &mut split, prelude, timeout).map_err(|ended| {
         format!(
             "given as viasock gives it, the tool's prelude of {prelude} lines did not come{}",
@@ -405,30 +466,25 @@ fn framed_run(
             }
         )
     })?;
-    p.give(sample);
-    await_records(&mut p, &mut split, prelude + records, timeout).map_err(|ended| {
-        format!(
-            "given as viasock gives it, the sample got {} of its {records} answers{}",
-            split.complete().saturating_sub(prelude),
-            if ended {
-                " before the tool ended"
-            } else {
-                " in time"
-            }
-        )
-    })?;
+    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+    split.take_into(prelude, &mut parts[0]);
+    for part in &mut parts[1..] {
+        p.give(sample);
+        await_records(&mut p, &mut split, records, timeout)
+            .map_err(|ended| short(split.complete(), records, ended))?;
+        split.take_into(records, part);
+    }
     p.pause(Instant::now() + timeout);
     split.push(&std::mem::take(&mut p.out));
-    let mut got = Vec::new();
-    split.take_into(prelude + records, &mut got);
     if !split.untaken().is_empty() {
         return Err(format!(
-            "given as viasock gives it, the sample got more than one answer per record \
-             (then {})",
+            "given as viasock gives it, the sample got more than one answer per record (then \
+             {})",
             shape::excerpt(split.untaken())
         ));
     }
-    Ok(got)
+    let [prelude, first, second] = parts;
+    Ok((prelude, first, second))
 }
 
 /// Reads the tool's output into `split` until it holds `n` records, with
@@ -441,39 +497,37 @@ fn await_records(
 ) -> Result<(), bool> {
     let mut deadline = Instant::now() + timeout;
     let mut seen = split.complete();
-    while split.complete() < n {
-        let pause = p.pause(Instant::now() + probe::TICK);
+    loop {
         split.push(&std::mem::take(&mut p.out));
+        if split.complete() >= n {
+            return Ok(());
+        }
         if split.complete() > seen {
             seen = split.complete();
             deadline = Instant::now() + timeout;
         }
-        if split.complete() >= n {
-            break;
-        }
+        let pause = p.pause(Instant::now() + probe::TICK);
         if pause == Pause::Ended || Instant::now() >= deadline {
+            split.push(&std::mem::take(&mut p.out));
+            if split.complete() >= n {
+                return Ok(());
+            }
             return Err(pause == Pause::Ended);
         }
     }
-    Ok(())
 }
 
 /// The `viasock run` command line that serves `cmd` with `framing`.
-fn suggestion(cmd: &[OsString], framing: &Framing) -> Vec<String> {
-    let mut out = vec!["viasock".to_owned(), "run".to_owned()];
+fn suggestion(cmd: &[OsString], framing: &Framing) -> Vec<OsString> {
+    let mut out: Vec<OsString> = vec!["viasock".into(), "run".into()];
     match framing.name() {
         Some("lines") => {}
-        Some(name) => out.extend(["--framing".to_owned(), name.to_owned()]),
-        None => out.extend(framing.options()),
+        Some(name) => out.extend(["--framing".into(), name.into()]),
+        None => out.extend(framing.options().into_iter().map(OsString::from)),
     }
     if cmd[0].as_encoded_bytes().starts_with(b"-") {
-        out.push("--".to_owned());
+        out.push("--".into());
     }
-    out.extend(cmd.iter().map(|a| a.to_string_lossy().into_owned()));
+    out.extend(cmd.iter().cloned());
     out
-}
-
-/// A command line for people: shell-quoted, ready to paste.
-pub fn shown(words: &[String]) -> String {
-    shell::join(words.iter().map(OsStr::new))
 }

@@ -7,6 +7,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -14,12 +15,61 @@ use rustix::event::{PollFd, PollFlags};
 use crate::core::procinfo::PipeReader;
 
 /// How long output must stay quiet, once the tool is seen waiting for
-/// input, before what it wrote counts as complete.
-const SETTLE: Duration = Duration::from_millis(30);
+/// input, before what it wrote counts as complete: a wrapper's child may
+/// still be writing while the process that reads stdin waits again.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// How long a tool seen waiting for input must stay silent after it was
+/// given something before that counts as no answer.
+pub const SILENT: Duration = Duration::from_millis(300);
 
 /// How long output must stay quiet for a tool that is never seen waiting
 /// for input (it polls, or `/proc` cannot tell) before it counts as idle.
 pub const QUIET: Duration = Duration::from_millis(1500);
+
+/// Most output kept from one run; a tool that writes more for a sample
+/// (`yes`) is cut off there and judged by it.
+pub const OUTPUT_LIMIT: usize = 16 << 20;
+
+/// Process groups of the tools running now, killed when detect itself is
+/// stopped by a signal.
+static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Makes SIGINT, SIGTERM and SIGHUP kill every tool being watched before
+/// this process exits (128 + the signal), as the tools run in process
+/// groups of their own that a terminal's Ctrl-C does not reach.
+pub fn stop_tools_on_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    else {
+        return;
+    };
+    // The handlers are in place once this returns, before any tool starts.
+    let Ok((mut int, mut term, mut hup)) = runtime.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+        ))
+    }) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let n = runtime.block_on(async {
+            tokio::select! {
+                _ = int.recv() => 2,
+                _ = term.recv() => 15,
+                _ = hup.recv() => 1,
+            }
+        });
+        for group in LIVE.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            kill_group(*group);
+        }
+        std::process::exit(128 + n);
+    });
+}
 
 /// Longest a single poll sleeps, so readiness is looked at often.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
@@ -49,6 +99,10 @@ pub struct Probe {
     pub out: Vec<u8>,
     pub err: Vec<u8>,
     last_output: Instant,
+    /// When something was last given (or the tool started).
+    given_at: Instant,
+    /// The tool wrote more than [`OUTPUT_LIMIT`]; its stdout was closed.
+    pub overflowed: bool,
     reader: Option<PipeReader>,
     /// Ever seen blocked reading its stdin.
     pub seen_waiting: bool,
@@ -66,6 +120,9 @@ impl Probe {
             .process_group(0)
             .spawn()?;
         let started = Instant::now();
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(child.id() as i32);
         let (stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let mut reader = None;
@@ -93,6 +150,8 @@ impl Probe {
             out: Vec::new(),
             err: Vec::new(),
             last_output: started,
+            given_at: started,
+            overflowed: false,
             reader,
             seen_waiting: false,
             started,
@@ -102,6 +161,7 @@ impl Probe {
     /// Queues `data` for the tool's stdin; it is written as the tool reads.
     pub fn give(&mut self, data: &[u8]) {
         self.unwritten.extend_from_slice(data);
+        self.given_at = Instant::now();
     }
 
     /// Closes the tool's stdin once everything given is written.
@@ -110,6 +170,7 @@ impl Probe {
             self.step(TICK);
         }
         self.stdin = None;
+        self.given_at = Instant::now();
     }
 
     /// Waits until the tool is back waiting for input with everything given
@@ -131,10 +192,15 @@ impl Probe {
             if !self.input_taken() {
                 continue;
             }
-            let quiet = now - self.last_output;
+            let answered = self.last_output > self.given_at;
+            let quiet = now - self.last_output.max(self.given_at);
+            if quiet < SETTLE.min(SILENT) {
+                continue;
+            }
             let waits = self.reader.as_mut().and_then(PipeReader::waits) == Some(true);
             self.seen_waiting |= waits;
-            if waits && quiet >= SETTLE && self.output_drained() {
+            let settled = if answered { SETTLE } else { SILENT };
+            if waits && quiet >= settled && self.output_drained() {
                 return Pause::Waiting;
             }
             if !self.seen_waiting && quiet >= QUIET {
@@ -143,11 +209,18 @@ impl Probe {
         }
     }
 
-    /// Reads output until `until` or end of output, whatever the tool does.
-    pub fn drain(&mut self, until: Instant) {
-        while self.stdout.is_some() && Instant::now() < until {
+    /// Reads output until it ends (true), or has been quiet for `quiet`
+    /// since it was last written or input was last given or closed, or
+    /// `deadline` passed.
+    pub fn drain(&mut self, quiet: Duration, deadline: Instant) -> bool {
+        while self.stdout.is_some() {
+            let now = Instant::now();
+            if now >= deadline || now - self.last_output.max(self.given_at) >= quiet {
+                return false;
+            }
             self.step(TICK);
         }
+        true
     }
 
     /// Waits for the tool to exit; kills its group if it has not by
@@ -223,19 +296,25 @@ impl Probe {
                 }
             }
         }
-        if read_some(&mut self.stdout, &mut self.out) {
+        if read_some(&mut self.stdout, &mut self.out, OUTPUT_LIMIT) {
             self.last_output = Instant::now();
+            if self.out.len() > OUTPUT_LIMIT {
+                self.out.truncate(OUTPUT_LIMIT);
+                self.overflowed = true;
+                self.stdout = None;
+            }
         }
-        read_some(&mut self.stderr, &mut self.err);
+        read_some(&mut self.stderr, &mut self.err, OUTPUT_LIMIT);
     }
 
     /// Kills the tool and whatever it started.
     pub fn kill(&mut self) {
-        let _ = rustix::process::kill_process_group(
-            rustix::process::Pid::from_child(&self.child),
-            rustix::process::Signal::KILL,
-        );
+        let group = self.child.id() as i32;
+        kill_group(group);
         let _ = self.child.wait();
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|g| *g != group);
     }
 }
 
@@ -245,15 +324,22 @@ impl Drop for Probe {
     }
 }
 
-/// Reads what a non-blocking pipe holds into `into`; closes it at end of
-/// file. Whether anything was read.
-fn read_some(pipe: &mut Option<impl Read>, into: &mut Vec<u8>) -> bool {
+fn kill_group(group: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(group) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Reads what a non-blocking pipe holds into `into`, stopping once it
+/// holds more than `limit`; closes it at end of file. Whether anything was
+/// read.
+fn read_some(pipe: &mut Option<impl Read>, into: &mut Vec<u8>, limit: usize) -> bool {
     let Some(p) = pipe else {
         return false;
     };
     let mut got = false;
     let mut buf = [0u8; 64 * 1024];
-    loop {
+    while into.len() <= limit {
         match p.read(&mut buf) {
             Ok(0) => {
                 *pipe = None;
@@ -271,4 +357,5 @@ fn read_some(pipe: &mut Option<impl Read>, into: &mut Vec<u8>) -> bool {
             }
         }
     }
+    got
 }

@@ -36,6 +36,8 @@ pub struct Observation {
     pub exit: Option<i32>,
     /// Ever seen blocked reading its stdin.
     pub seen_waiting: bool,
+    /// It wrote more than the output limit, and was cut off there.
+    pub overflowed: bool,
     /// The deadline of each wait.
     pub timeout: Duration,
 }
@@ -65,8 +67,6 @@ pub struct Unservable {
 #[derive(Debug)]
 pub struct Fit {
     pub framing: Framing,
-    /// Indices of the sample lines that make whole records under it.
-    pub lines: Vec<usize>,
     pub findings: Vec<String>,
 }
 
@@ -109,9 +109,17 @@ fn lines(bytes: &[u8], end: u8) -> Option<Vec<&[u8]>> {
     Some(body.split(|&b| b == end).collect())
 }
 
-/// The pattern that matches exactly this line text.
+/// The pattern that matches exactly this line text, byte for byte (bytes
+/// that are not UTF-8 as `(?-u:\xHH)`).
 fn exact(text: &[u8]) -> String {
-    format!("^{}$", regex::escape(&String::from_utf8_lossy(text)))
+    let mut body = String::new();
+    for chunk in text.utf8_chunks() {
+        body.push_str(&regex::escape(chunk.valid()));
+        for b in chunk.invalid() {
+            body.push_str(&format!("(?-u:\\x{b:02X})"));
+        }
+    }
+    format!("^{body}$")
 }
 
 /// Names a line for people: "an empty line", "the line \"EOS\"".
@@ -123,8 +131,28 @@ fn line_name(text: &[u8]) -> String {
     }
 }
 
+/// The same without an article, after "each": "empty line", "line \"EOS\"".
+fn line_kind(text: &[u8]) -> String {
+    if text.is_empty() {
+        "empty line".into()
+    } else {
+        format!("line {}", excerpt(text))
+    }
+}
+
 pub fn fit(o: &Observation) -> Result<Fit, Unservable> {
     let mut findings = Vec::new();
+    if o.overflowed {
+        return Err(unservable(
+            format!(
+                "it wrote more than {} MiB for the sample ({}), more than any answers to it \
+                 could be",
+                crate::core::detect::probe::OUTPUT_LIMIT >> 20,
+                excerpt(&o.banner)
+            ),
+            "A tool that writes without reading its input cannot be served",
+        ));
+    }
     match o.ready {
         Pause::TimedOut => {
             return Err(unservable(
@@ -136,20 +164,29 @@ pub fn fit(o: &Observation) -> Result<Fit, Unservable> {
             ));
         }
         Pause::Ended => {
+            let how = match o.exit {
+                Some(0) => "it ended".to_owned(),
+                Some(n) if n > 128 => format!("it was killed by signal {}", n - 128),
+                Some(n) => format!("it exited with status {n}"),
+                None => "it closed its output".to_owned(),
+            };
             return Err(unservable(
-                format!("it ended before reading any input{}", wrote(&o.banner)),
-                KEEP_READING,
+                format!("{how} before reading any input{}", wrote(&o.banner)),
+                match o.exit {
+                    Some(n) if n != 0 => "Its stderr, below, may say why".to_owned(),
+                    _ => KEEP_READING.to_owned(),
+                },
             ));
         }
-        Pause::Waiting | Pause::Quiet => {}
-    }
-    findings.push(format!("it is ready for input after {}", secs(o.load)));
-    if !o.seen_waiting {
-        findings.push(format!(
-            "it was never seen waiting in a read of its input, so its pauses were judged by \
-             {} of quiet output",
-            secs(crate::core::detect::probe::QUIET)
-        ));
+        Pause::Waiting => {
+            findings.push(format!("it is ready for input after {}", secs(o.load)));
+        }
+        Pause::Quiet => findings.push(format!(
+            "it was never seen waiting in a read of its input (an event loop?), so its pauses \
+             were judged by {} of quiet output; it went quiet after {}",
+            secs(crate::core::detect::probe::QUIET),
+            secs(o.load)
+        )),
     }
     let banner = if o.banner.is_empty() {
         findings.push("it writes nothing before reading input".into());
@@ -242,7 +279,7 @@ pub fn fit(o: &Observation) -> Result<Fit, Unservable> {
     }
 
     // Which lines end a record: all, or those of one text.
-    let (input_terminator, lines_used) = input_framing(o, &answered, &mut findings)?;
+    let input_terminator = input_framing(o, &answered, &mut findings)?;
 
     // The shape of an answer.
     let answers: Vec<&[u8]> = answered.iter().map(|&i| &o.steps[i].answer[..]).collect();
@@ -285,7 +322,6 @@ pub fn fit(o: &Observation) -> Result<Fit, Unservable> {
             prelude_lines: banner,
             null_data: o.line_end == 0,
         },
-        lines: lines_used,
         findings,
     })
 }
@@ -299,49 +335,52 @@ fn wrote(bytes: &[u8]) -> String {
     }
 }
 
-/// The input terminator that explains after which lines answers came, and
-/// the sample lines that make whole records under it.
+/// The input terminator that explains after which lines answers came.
 fn input_framing(
     o: &Observation,
     answered: &[usize],
     findings: &mut Vec<String>,
-) -> Result<(String, Vec<usize>), Unservable> {
+) -> Result<String, Unservable> {
     let n = o.steps.len();
     let text = |i: usize| &o.steps[i].line[..];
     if answered.len() == n {
         findings.push("it answers each line while its input stays open".into());
-        return Ok((String::new(), (0..n).collect()));
+        return Ok(String::new());
     }
     let silent: Vec<usize> = (0..n).filter(|i| !answered.contains(i)).collect();
-    if silent.iter().all(|&i| text(i).is_empty()) {
-        findings.push(
-            "it answers each line but empty lines, which get no answer at all: input with \
-             empty lines cannot be served (viasock would wait for their answers)"
-                .into(),
-        );
-        return Ok((String::new(), answered.to_vec()));
-    }
-    let last = text(answered[0]);
-    if answered.iter().all(|&i| text(i) == last) && silent.iter().all(|&i| text(i) != last) {
-        let cut = answered.last().map_or(0, |&i| i + 1);
-        if cut < n {
-            findings.push(format!(
-                "the last {} of the sample make no whole record and were left out",
-                plural(n - cut, "line", "lines")
-            ));
-        }
-        findings.push(format!(
-            "it answers after each {} (a record is the lines up to it)",
-            line_name(last)
-        ));
-        return Ok((exact(last), (0..cut).collect()));
-    }
     let list = |v: &[usize]| {
         v.iter()
             .map(|i| (i + 1).to_string())
             .collect::<Vec<_>>()
             .join(", ")
     };
+    if silent.iter().all(|&i| text(i).is_empty()) {
+        return Err(unservable(
+            format!(
+                "it answers each line but empty lines (sample lines {}), which get no answer \
+                 at all, so a call with an empty line would wait for ever",
+                list(&silent)
+            ),
+            "If your input never has empty lines, give a sample like it with --input",
+        ));
+    }
+    let last = text(answered[0]);
+    if answered.iter().all(|&i| text(i) == last) && silent.iter().all(|&i| text(i) != last) {
+        let cut = answered.last().map_or(0, |&i| i + 1);
+        if cut < n {
+            let left = n - cut;
+            findings.push(format!(
+                "the last {} of the sample {} no whole record",
+                plural(left, "line", "lines"),
+                if left == 1 { "makes" } else { "make" }
+            ));
+        }
+        findings.push(format!(
+            "it answers after each {} (a record is the lines up to it)",
+            line_kind(last)
+        ));
+        return Ok(exact(last));
+    }
     Err(unservable(
         format!(
             "it answered after sample lines {} but not after lines {}, and the lines it \
@@ -452,6 +491,7 @@ mod tests {
             at_end: at_end.into(),
             exit: Some(0),
             seen_waiting: true,
+            overflowed: false,
             timeout: Duration::from_secs(5),
         }
     }
@@ -498,7 +538,13 @@ mod tests {
         );
         let fit = fit(&o).unwrap();
         assert_eq!(fit.framing.name(), Some("blank"));
-        assert_eq!(fit.lines, [0, 1, 2, 3, 4]);
+        assert!(
+            fit.findings
+                .iter()
+                .any(|f| f == "the last 1 line of the sample makes no whole record"),
+            "{:?}",
+            fit.findings
+        );
     }
 
     #[test]
@@ -532,10 +578,23 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_silent_on_empty_lines_is_served_without_them() {
+    fn a_tool_silent_on_empty_lines_is_not_served() {
         let o = observe("", &[("a", "A\n"), ("", ""), ("b", "B\n")], "");
-        let fit = fit(&o).unwrap();
-        assert_eq!(fit.framing, Framing::default());
-        assert_eq!(fit.lines, [0, 2]);
+        let u = fit(&o).unwrap_err();
+        assert!(
+            u.reason.contains("empty lines (sample lines 2)"),
+            "{}",
+            u.reason
+        );
+        assert!(u.advice.contains("--input"));
+    }
+
+    #[test]
+    fn a_record_end_that_is_not_utf8_matches_its_bytes() {
+        let pattern = exact(b"\xa7 end.");
+        let term = crate::core::records::Terminator::new(&pattern).unwrap();
+        assert!(term.ends_record(b"\xa7 end."));
+        assert!(!term.ends_record(b"\xa7 endX"));
+        assert!(!term.ends_record(b"x\xa7 end."));
     }
 }
