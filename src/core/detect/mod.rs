@@ -376,8 +376,11 @@ fn verify(
             DONE_QUIET.as_secs()
         ));
     }
-    let got = framed_run(cmd, framing, &sample, records, opts.timeout)?;
-    let (prelude, first, second) = got;
+    let Served {
+        prelude,
+        first,
+        second,
+    } = framed_run(cmd, framing, &sample, records, opts.timeout)?;
     let mismatch = |got: &[u8], want: &[u8], when: &str| {
         let at = got.iter().zip(want).take_while(|(a, b)| a == b).count();
         format!(
@@ -432,16 +435,22 @@ fn direct_run(
     Ok((std::mem::take(&mut p.out), ended))
 }
 
-/// What served calls of `sample` give, from one run: the prelude, then the
-/// answers of the first and of a second time the sample is given, cut by
-/// the output terminator.
+/// What two served calls of one sample get from one run of the tool.
+struct Served {
+    prelude: Vec<u8>,
+    first: Vec<u8>,
+    second: Vec<u8>,
+}
+
+/// Gives `sample` twice to one run as a server would, cutting the answers
+/// by the output terminator.
 fn framed_run(
     cmd: &[OsString],
     framing: &Framing,
     sample: &[u8],
     records: usize,
     timeout: Duration,
-) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), String> {
+) -> Result<Served, String> {
     let output = framing.output().map_err(|e| e.to_string())?;
     let mut split = framing.output_splitter(&output);
     let mut p = spawn(cmd).map_err(|e| e.message)?;
@@ -484,7 +493,11 @@ fn framed_run(
         ));
     }
     let [prelude, first, second] = parts;
-    Ok((prelude, first, second))
+    Ok(Served {
+        prelude,
+        first,
+        second,
+    })
 }
 
 /// Reads the tool's output into `split` until it holds `n` records, with
