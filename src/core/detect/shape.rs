@@ -267,7 +267,8 @@ pub fn fit(o: &Observation) -> Result<Fit, Unservable> {
             "It buffers its output when it writes to a pipe, or reads all of its input \
              before it answers. Look for an option that flushes each answer (`-u` for \
              Python, `--line-buffered` for grep, `-W interactive` for mawk, `stdbuf -oL` for \
-             C programs), or a streaming mode",
+             C programs), or a streaming mode (a null-flush mode answers each record with a \
+             NUL: then -z)",
         );
         u.retry.push(Retry::Unbuffered);
         if nul {
