@@ -84,7 +84,7 @@ pub struct DetectArgs {
     pub null_data: bool,
 
     /// Longest wait for the tool to load, or to answer one line.
-    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, default_value = "30")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_secs, default_value = "30")]
     pub timeout: Duration,
 
     /// Print the findings as one JSON object.
@@ -228,11 +228,11 @@ pub struct ToolArgs {
 
     /// Longest time the tool may take to answer one record, or to write its
     /// prelude (-P) once started; then it is killed (status 124).
-    #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(short = 'w', long, value_name = "DURATION", value_parser = parse_secs)]
     pub process_timeout: Option<Duration>,
 
     /// Idle time after which a server stops; 0 never stops [default: 60].
-    #[arg(short = 'W', long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(short = 'W', long, value_name = "DURATION", value_parser = parse_secs)]
     pub server_timeout: Option<Duration>,
 
     /// Most tool instances one server runs at once, for concurrent clients
@@ -364,14 +364,20 @@ fn framing_names() -> clap::builder::PossibleValuesParser {
 /// server can mean, and short enough to add to any clock reading.
 const MAX_SECS: f64 = 100.0 * 365.0 * 86_400.0;
 
+/// Seconds (`90`, `1.5`) or a human duration (`90s`, `10m`, `1h30m`).
 fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("not a number of seconds: {s}"))?;
-    if secs > MAX_SECS {
-        return Err(format!("{s} s is more than a century"));
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs <= MAX_SECS => Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("not a usable number of seconds: {s}"))?,
+        Ok(_) => return Err(format!("{s} s is more than a century")),
+        Err(_) => humantime::parse_duration(s).map_err(|_| {
+            format!("not a duration: {s} (give seconds, or a duration such as 90s, 10m, 1h)")
+        })?,
+    };
+    if d.as_secs_f64() > MAX_SECS {
+        return Err(format!("{s} is more than a century"));
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("not a usable number of seconds: {s}"))
+    Ok(d)
 }
 
 fn parse_positive_secs(s: &str) -> Result<Duration, String> {
@@ -473,6 +479,10 @@ mod tests {
         assert!(parse_secs("x").is_err());
         assert_eq!(parse_secs("0").unwrap(), Duration::ZERO);
         assert!(parse_positive_secs("0").is_err());
+        assert_eq!(parse_secs("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_secs("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_secs("200years").is_err());
+        assert!(parse_secs("NaN").is_err());
         assert_eq!(
             parse_positive_secs("1.5").unwrap(),
             Duration::from_millis(1500)

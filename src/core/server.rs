@@ -660,11 +660,14 @@ async fn watch_identity(shared: Arc<Shared>) {
     }
 }
 
-/// SIGTERM or SIGINT drains; a second one forces.
+/// SIGTERM, SIGINT, SIGHUP (a foreground server's terminal closed) or
+/// SIGQUIT drains; a second one forces.
 async fn watch_signals(shared: Arc<Shared>) {
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut quit)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::quit()),
     ) else {
         tracing::warn!("cannot handle signals");
         return;
@@ -673,6 +676,8 @@ async fn watch_signals(shared: Arc<Shared>) {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = hup.recv() => {}
+            _ = quit.recv() => {}
         }
         let next = match *shared.mode.borrow() {
             Mode::Running => Mode::Draining,
