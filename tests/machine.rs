@@ -52,3 +52,21 @@ fn hangup_and_quit_stop_a_server_as_term_does() {
         assert!(w.logs().contains("stopping (signal)"), "{}", w.logs());
     }
 }
+
+#[test]
+fn a_server_whose_state_directory_is_removed_stops() {
+    let w = World::new();
+    assert_eq!(ok_stdout(&w.run(&["run", "-W", "0", "cat"], b"a\n")), "a\n");
+    let old = w.server_pids()[0];
+    std::fs::remove_dir_all(&w.state).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !process_alive(old)),
+        "a server without a socket lives on"
+    );
+    // The next call starts one fresh server, the only one ls knows.
+    assert_eq!(ok_stdout(&w.run(&["run", "-W", "0", "cat"], b"b\n")), "b\n");
+    assert_eq!(w.server_pids().len(), 1);
+    let json: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&w.run(&["ls", "--json"], b""))).unwrap();
+    assert_eq!(json.as_array().map(Vec::len), Some(1), "{json}");
+}

@@ -39,6 +39,8 @@ use crate::core::worker::WorkerState;
 pub const GRACE: Duration = Duration::from_secs(10);
 /// How often a server checks that its tool and files are unchanged.
 pub const IDENTITY_CHECK: Duration = Duration::from_secs(2);
+/// How often a server checks that its socket is still its own.
+const SOCKET_CHECK: Duration = Duration::from_secs(1);
 /// Time a healthy tool gets to exit once its stdin is closed.
 const TOOL_EXIT_GRACE: Duration = Duration::from_secs(2);
 
@@ -130,7 +132,9 @@ pub async fn run(
     listener: UnixListener,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
-    let socket_ino = std::fs::metadata(&cfg.socket)?.ino();
+    let socket_meta = std::fs::metadata(&cfg.socket)?;
+    let socket_ino = socket_meta.ino();
+    let socket_id = (socket_meta.dev(), socket_ino);
     let (mode, mut mode_rx) = watch::channel(Mode::Running);
     let shared = Arc::new(Shared {
         cfg,
@@ -187,6 +191,7 @@ pub async fn run(
     ));
     tokio::spawn(watch_idle(shared.clone()));
     tokio::spawn(watch_identity(shared.clone()));
+    tokio::spawn(watch_socket(shared.clone(), socket_id));
     tokio::spawn(watch_signals(shared.clone()));
 
     // Every handler holds a sender; when all are gone, all are done.
@@ -657,6 +662,30 @@ async fn watch_identity(shared: Arc<Shared>) {
             );
             return;
         }
+    }
+}
+
+/// Stops the server, as stale, once its socket is no longer its own: the
+/// state directory was removed (`rm -rf .viasock`, `git clean -fdx`) or
+/// another server bound the same path. Nobody can reach it any more, and
+/// a successor of the same id may already be serving.
+async fn watch_socket(shared: Arc<Shared>, (dev, ino): (u64, u64)) {
+    let mut tick = tokio::time::interval(SOCKET_CHECK);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let why = match std::fs::metadata(&shared.cfg.socket) {
+            Ok(m) if (m.dev(), m.ino()) == (dev, ino) => continue,
+            Ok(_) => "its socket was replaced by another server's",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                "its socket was removed (the state directory removed?)"
+            }
+            // Cannot tell now (a slow or unreachable file system): ask again.
+            Err(_) => continue,
+        };
+        shared.stale.store(true, Ordering::SeqCst);
+        shared.stop(Mode::Draining, &format!("stale: {why}"));
+        return;
     }
 }
 
