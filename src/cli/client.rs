@@ -14,7 +14,7 @@ pub fn client(args: &ClientArgs) -> anyhow::Result<i32> {
         .ok_or_else(|| unavailable(format!("no server is listening at {shown}")))?;
     match client::handshake(&mut stream, Purpose::Run, &[], &[]) {
         Ok(Handshake::Welcome(server_pid)) => {
-            crate::cli::run::finish(Connection { stream, server_pid }, false, None)
+            crate::cli::run::finish(Connection { stream, server_pid }, false, None, None)
         }
         Ok(Handshake::Closed) => {
             Err(unavailable(format!("the server at {shown} is shutting down")).into())

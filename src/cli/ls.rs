@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use crate::cli::{Cli, LsArgs, select};
-use crate::core::state::{self, Found, Health, Phase};
+use crate::core::state::{self, Found, Health};
 
 pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
     let found = select::discover(cli)?;
@@ -16,13 +16,8 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The state as `ls` reports it: a dead server's says `dead`.
 fn shown_state(f: &Found) -> state::ServerState {
-    let mut s = f.state.clone();
-    if f.health == Health::Dead {
-        s.state = Phase::Dead;
-    }
-    s
+    f.shown_state()
 }
 
 /// The aligned table, columns as SPEC 7 lists them.

@@ -35,13 +35,23 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
     };
     let opening = client::ready_input();
     let conn = autostart::connect_or_start(&target, args.no_spawn, &opening.frames)?;
-    finish(conn, opening.input_done, Some(&target.log))
+    finish(
+        conn,
+        opening.input_done,
+        Some(&target.log),
+        spec.process_timeout,
+    )
 }
 
 /// Streams stdio through a welcomed connection; prints the server's
-/// message, if any, and returns the call's exit status.
-pub fn finish(conn: Connection, input_done: bool, log: Option<&Path>) -> anyhow::Result<i32> {
-    let ending = client::stream_stdio(conn.stream, input_done).map_err(|mut f| {
+/// message, if any, and returns the call's exit status. `patience`: `-w`.
+pub fn finish(
+    conn: Connection,
+    input_done: bool,
+    log: Option<&Path>,
+    patience: Option<std::time::Duration>,
+) -> anyhow::Result<i32> {
+    let ending = client::stream_stdio(conn.stream, input_done, patience).map_err(|mut f| {
         if let Some(log) = log {
             f.message.push_str(&format!(" (see log {})", log.display()));
         }

@@ -36,10 +36,11 @@ pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
     // read); with the probe, once that is answered. The server ends a last
     // line that has no line end (`\n`, or NUL under -z).
     let input = args.probe.as_deref().unwrap_or_default();
-    let ending = client::call(conn.stream, input.as_bytes()).map_err(|mut f| {
-        f.message.push_str(&format!(" (see log {})", log.display()));
-        f
-    })?;
+    let ending =
+        client::call(conn.stream, input.as_bytes(), spec.process_timeout).map_err(|mut f| {
+            f.message.push_str(&format!(" (see log {})", log.display()));
+            f
+        })?;
     if let Some(m) = ending.message {
         eprintln!("viasock: {m}");
     }

@@ -58,7 +58,7 @@ pub fn connect_or_start(t: &Target, no_spawn: bool, opening: &[u8]) -> Result<Co
             None if no_spawn => return Err(no_server(&socket)),
             None => start(t, &socket)?,
         };
-        if let Some(c) = welcome(stream, &t.tuning, opening)? {
+        if let Some(c) = welcome(stream, &t.id, &t.tuning, opening)? {
             return Ok(c);
         }
     }
@@ -74,12 +74,24 @@ pub fn connect_or_start(t: &Target, no_spawn: bool, opening: &[u8]) -> Result<Co
 
 fn welcome(
     mut stream: UnixStream,
+    id: &Id,
     tuning: &[u8],
     opening: &[u8],
 ) -> Result<Option<Connection>, Fatal> {
     match client::handshake(&mut stream, Purpose::Run, tuning, opening) {
         Ok(Handshake::Welcome(server_pid)) => Ok(Some(Connection { stream, server_pid })),
         Ok(Handshake::Closed) => Ok(None),
+        Err(crate::core::protocol::ProtocolError::Io(e)) if client::timed_out(&e) => {
+            Err(Fatal::new(
+                status::UNAVAILABLE,
+                format!(
+                    "the server did not answer within {} s: it is stopped or wedged (`viasock ls` \
+                 shows it as unresponsive; `viasock kill --force {}` stops it)",
+                    client::HANDSHAKE_WAIT.as_secs(),
+                    id.short()
+                ),
+            ))
+        }
         Err(e) => Err(Fatal::new(
             status::UNAVAILABLE,
             format!("server handshake failed: {e}"),

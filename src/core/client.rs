@@ -7,6 +7,7 @@
 use std::io::{self, BufReader, IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::core::paths::SocketPath;
 use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
@@ -54,9 +55,14 @@ pub enum Handshake {
     Closed,
 }
 
+/// Longest wait for a server's Welcome, which a live server sends as soon
+/// as it reads the Hello: one that takes longer is stopped or wedged.
+pub const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
+
 /// Greets the server, with the call's encoded tuning options, sending
 /// `opening` (frames that follow the Hello) in the same write, and waits
-/// for its Welcome.
+/// for its Welcome, at most [`HANDSHAKE_WAIT`] unless the stream has a
+/// shorter timeout of its own.
 pub fn handshake(
     stream: &mut UnixStream,
     purpose: Purpose,
@@ -65,7 +71,17 @@ pub fn handshake(
 ) -> Result<Handshake, ProtocolError> {
     let mut hello = protocol::hello_with(purpose, tuning);
     hello.extend_from_slice(opening);
-    if let Err(e) = stream.write_all(&hello) {
+    let (read_wait, write_wait) = (stream.read_timeout()?, stream.write_timeout()?);
+    stream.set_read_timeout(read_wait.or(Some(HANDSHAKE_WAIT)))?;
+    stream.set_write_timeout(write_wait.or(Some(HANDSHAKE_WAIT)))?;
+    let answer = greet(stream, &hello);
+    stream.set_read_timeout(read_wait)?;
+    stream.set_write_timeout(write_wait)?;
+    answer
+}
+
+fn greet(stream: &mut UnixStream, hello: &[u8]) -> Result<Handshake, ProtocolError> {
+    if let Err(e) = stream.write_all(hello) {
         return closed_or(e);
     }
     match protocol::read_frame(stream) {
@@ -86,6 +102,14 @@ fn closed_or(e: io::Error) -> Result<Handshake, ProtocolError> {
         | io::ErrorKind::UnexpectedEof => Ok(Handshake::Closed),
         _ => Err(e.into()),
     }
+}
+
+/// Whether an error is a timeout of a blocking socket.
+pub fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// What the server said at the end of a call.
@@ -146,11 +170,21 @@ fn readable_now(fd: &impl std::os::fd::AsFd) -> bool {
             .intersects(rustix::event::PollFlags::IN | rustix::event::PollFlags::HUP)
 }
 
+/// How long a call with `-w` waits for any word from its server, which
+/// sends one at least every two seconds while the call is open, before
+/// taking it for stopped or wedged: `-w`, and never less than this.
+pub const SILENCE_WAIT: Duration = Duration::from_secs(10);
+
 /// Streams stdin through the server to stdout and returns the server's
 /// final word. A closed stdout (`| head`) ends the call quietly with 141,
 /// as it would end `cat`. `input_done`: the whole input went with the
-/// opening.
-pub fn stream_stdio(stream: UnixStream, input_done: bool) -> Result<Ending, Fatal> {
+/// opening. `patience`: `-w`, which bounds the wait for the server too.
+pub fn stream_stdio(
+    stream: UnixStream,
+    input_done: bool,
+    patience: Option<Duration>,
+) -> Result<Ending, Fatal> {
+    bound_silence(&stream, patience)?;
     if !input_done {
         let mut to_server = stream
             .try_clone()
@@ -175,7 +209,12 @@ pub fn stream_stdio(stream: UnixStream, input_done: bool) -> Result<Ending, Fata
 
 /// Sends `input` as one call and returns the server's final word; the
 /// answers are dropped (used by `start`).
-pub fn call(mut stream: UnixStream, input: &[u8]) -> Result<Ending, Fatal> {
+pub fn call(
+    mut stream: UnixStream,
+    input: &[u8],
+    patience: Option<Duration>,
+) -> Result<Ending, Fatal> {
+    bound_silence(&stream, patience)?;
     let mut req = Vec::new();
     protocol::encode_stream(Kind::Data, input, &mut req);
     protocol::encode(Kind::End, &[], &mut req);
@@ -195,6 +234,17 @@ pub fn call(mut stream: UnixStream, input: &[u8]) -> Result<Ending, Fatal> {
     }
 }
 
+/// With `-w`, a server that says nothing for longer than `-w` (at least
+/// [`SILENCE_WAIT`]) fails the read instead of keeping the call waiting.
+fn bound_silence(stream: &UnixStream, patience: Option<Duration>) -> Result<(), Fatal> {
+    let Some(w) = patience else {
+        return Ok(());
+    };
+    stream
+        .set_read_timeout(Some(w.max(SILENCE_WAIT)))
+        .map_err(|e| Fatal::new(status::FAILURE, format!("cannot use the socket: {e}")))
+}
+
 /// Reads the server's frames to the end of the call: answers go to
 /// `output` (which returns false to stop: nobody reads any more, and
 /// `Ok(None)` is returned), the tool's stderr to ours.
@@ -209,6 +259,17 @@ fn answers(
     loop {
         let frame = match protocol::read_frame(&mut from_server) {
             Ok(Some(f)) => f,
+            Err(ProtocolError::Io(e)) if timed_out(&e) => {
+                let silent = from_server.get_ref().read_timeout().ok().flatten();
+                return Err(Fatal::new(
+                    status::TIMEOUT,
+                    format!(
+                        "the server said nothing for {} s (-w): it is stopped or wedged \
+                         (`viasock ls` shows it as unresponsive; `viasock kill --force` stops it)",
+                        silent.unwrap_or_default().as_secs()
+                    ),
+                ));
+            }
             Ok(None) | Err(ProtocolError::Io(_)) => {
                 return Err(Fatal::new(
                     status::FAILURE,
@@ -227,6 +288,8 @@ fn answers(
                 let _ = io::stderr().write_all(&frame.payload);
             }
             Kind::Error => message = Some(String::from_utf8_lossy(&frame.payload).into_owned()),
+            // An empty one only says that the server is there.
+            Kind::Info if frame.payload.is_empty() => {}
             Kind::Info => {
                 // Progress is for people watching, not for logs.
                 if io::stderr().is_terminal() {

@@ -39,6 +39,10 @@ use crate::core::worker::WorkerState;
 pub const GRACE: Duration = Duration::from_secs(10);
 /// How often a server checks that its tool and files are unchanged.
 pub const IDENTITY_CHECK: Duration = Duration::from_secs(2);
+/// How often a call that waits hears from its server, so that a client
+/// can tell a live server from a stopped or wedged one.
+const KEEPALIVE: Duration = Duration::from_secs(2);
+
 /// How often a server checks that its socket is still its own.
 const SOCKET_CHECK: Duration = Duration::from_secs(1);
 /// Time a healthy tool gets to exit once its stdin is closed.
@@ -386,6 +390,8 @@ async fn serve_client(
     stats.changed();
     let req = Request::new();
     let input = read_input(&req, rd, &shared.cfg.input, stats);
+    // An empty Info frame: nothing to tell but that the server is there.
+    let keepalive = protocol::header(Kind::Info, 0);
     let output = async {
         for note in tune(shared, pool, tuning) {
             info(wr, &note).await?;
@@ -393,7 +399,16 @@ async fn serve_client(
         if let Some(why) = pool.wait_reason() {
             info(wr, &why).await?;
         }
-        match pool.assign(&req).await {
+        let assigned = {
+            let mut assign = std::pin::pin!(pool.assign(&req));
+            loop {
+                tokio::select! {
+                    r = &mut assign => break r,
+                    _ = tokio::time::sleep(KEEPALIVE) => wr.write_all(&keepalive).await?,
+                }
+            }
+        };
+        match assigned {
             Err(f) => req.finish(f.code, Some(f.message)),
             Ok(()) if req.tool_starting() => info(wr, "waiting for the tool to start").await?,
             Ok(()) => {}
@@ -422,7 +437,15 @@ async fn serve_client(
                 protocol::encode_status(status, &mut f);
                 return wr.write_all(&f).await;
             }
-            req.changed().await;
+            tokio::select! {
+                _ = req.changed() => {}
+                _ = tokio::time::sleep(KEEPALIVE) => {
+                    if wr.write_all(&keepalive).await.is_err() {
+                        req.set_gone();
+                        return Ok(());
+                    }
+                }
+            }
         }
     };
     let result = {

@@ -54,6 +54,9 @@ pub enum Phase {
     /// Never written by a server: readers report a server whose process
     /// is gone so.
     Dead,
+    /// Never written by a server: readers report a live server whose
+    /// heartbeat is late so (it is stopped, or wedged).
+    Unresponsive,
 }
 
 /// One tool instance.
@@ -468,6 +471,26 @@ fn health(s: &ServerState) -> Health {
         Health::Dead
     } else {
         Health::Remote
+    }
+}
+
+impl Found {
+    /// The state as `ls` and `top` report it: a dead server's says `dead`,
+    /// and a live one whose heartbeat (written at least once a second) is
+    /// late says `unresponsive`: it is stopped, or wedged.
+    pub fn shown_state(&self) -> ServerState {
+        let mut s = self.state.clone();
+        let late = || {
+            parse_time(&s.heartbeat_at)
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > HEARTBEAT_STALE)
+        };
+        match self.health {
+            Health::Dead => s.state = Phase::Dead,
+            Health::Live if late() => s.state = Phase::Unresponsive,
+            _ => {}
+        }
+        s
     }
 }
 

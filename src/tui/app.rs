@@ -404,6 +404,7 @@ pub fn state_label(s: &Server) -> &'static str {
         Phase::Draining => "draining",
         Phase::Stale => "stale",
         Phase::Dead => "dead",
+        Phase::Unresponsive => "unresponsive",
     }
 }
 

@@ -186,7 +186,7 @@ fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapsho
         servers: found
             .iter()
             .map(|f| Server {
-                state: f.state.clone(),
+                state: f.shown_state(),
                 health: f.health,
                 tool_memory: if f.health == Health::Live {
                     tool_memory(f)
