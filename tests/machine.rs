@@ -156,3 +156,27 @@ fn a_call_waiting_long_for_a_busy_instance_is_not_taken_for_a_wedged_server() {
     assert_eq!(ok_stdout(&a), "a\n");
     assert_eq!(ok_stdout(&b), "b\n");
 }
+
+#[test]
+fn tools_die_with_a_server_killed_by_sigkill() {
+    let w = World::new();
+    // A tool that outlives the end of its input, as a JVM with a thread
+    // that never ends does.
+    w.script("lingers.sh", "#!/bin/sh\nsed -u s/a/b/\nexec sleep 4321\n");
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "-j", "2", "./lingers.sh"], b"a\n")),
+        "b\n"
+    );
+    let server = w.server_pids()[0];
+    signal(server.into(), "KILL");
+    assert!(wait_until(Duration::from_secs(5), || !process_alive(
+        server
+    )));
+    assert!(
+        wait_until(Duration::from_secs(5), || !common::command_running(
+            "sleep 4321"
+        )),
+        "the tool outlived its server"
+    );
+    assert!(!common::command_running("./lingers.sh"));
+}

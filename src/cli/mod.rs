@@ -15,6 +15,7 @@ use crate::core::{Fatal, status};
 
 mod client;
 mod detect;
+mod exec_tool;
 mod kill;
 mod logs;
 mod ls;
@@ -67,6 +68,9 @@ pub enum Command {
     /// checked `viasock run` command line that serves it.
     #[command(override_usage = "viasock detect [OPTIONS] [--] PROGRAM [ARGS]...")]
     Detect(DetectArgs),
+    /// What a server runs in its tool's place (internal).
+    #[command(name = "__exec-tool", hide = true)]
+    ExecTool(ExecToolArgs),
     /// Print a shell completion script (for example:
     /// `viasock completions bash > ~/.local/share/bash-completion/completions/viasock`).
     Completions(CompletionsArgs),
@@ -98,6 +102,16 @@ pub struct DetectArgs {
         num_args = 1..,
         value_name = "PROGRAM [ARGS]"
     )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecToolArgs {
+    /// The server's pid: if the parent is another, the server is gone.
+    #[arg(long)]
+    pub parent: u32,
+
+    #[arg(required = true, trailing_var_arg = true, num_args = 1.., allow_hyphen_values = true)]
     pub command: Vec<OsString>,
 }
 
@@ -413,6 +427,7 @@ pub fn main() -> ExitCode {
         Command::Logs(a) => logs::logs(&cli, a),
         Command::Top => crate::tui::run(select::scope(&cli)),
         Command::Detect(a) => detect::detect(a),
+        Command::ExecTool(a) => exec_tool::exec_tool(a),
         Command::Completions(a) => completions(a.shell),
     };
     let code = match result {

@@ -105,8 +105,15 @@ impl Instance {
         output: &Terminator,
         notice: impl Fn(&str),
     ) -> Result<Self, Failure> {
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
+        // Through `viasock __exec-tool`, which makes the tool die with the
+        // server; /proc/self/exe is this binary even if it was replaced.
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("viasock")
+            .arg("__exec-tool")
+            .arg(format!("--parent={}", std::process::id()))
+            .arg("--")
+            .arg(&spec.program)
+            .args(&spec.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
