@@ -612,14 +612,6 @@ fn tool_killed_with_sigkill_mid_stream_gives_137() {
     assert_eq!(the_server(&w), server);
 }
 
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .is_some_and(|uids| uids.split_whitespace().nth(1) == Some("0"))
-}
-
 /// A log that cannot be written (its path goes through a regular
 /// file, which stops root too; or a read-only directory) costs the log,
 /// not the service: one warning line from the call that starts the
@@ -665,7 +657,7 @@ fn unwritable_log_path_warns_once_and_serving_goes_on() {
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
     let out = w.run(&["run", "-l", "ro/x.log", "cat"], b"z\n");
     assert_eq!(ok_stdout(&out), "z\n");
-    if running_as_root() {
+    if common::running_as_root() {
         assert!(out.stderr.is_empty(), "{out:?}");
     } else {
         assert!(

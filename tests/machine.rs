@@ -180,3 +180,157 @@ fn tools_die_with_a_server_killed_by_sigkill() {
     );
     assert!(!common::command_running("./lingers.sh"));
 }
+
+/// A small file system of its own, filled up: a tmpfs mounted in the
+/// world (which needs root, as CI runs). `None`, with the reason printed,
+/// where it cannot be mounted.
+struct FullDisk {
+    path: std::path::PathBuf,
+}
+
+impl FullDisk {
+    fn new(w: &World) -> Option<Self> {
+        if !common::running_as_root() {
+            eprintln!("skipped: mounting a small file system needs root");
+            return None;
+        }
+        let path = w.tmp.path().join("full");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k,nr_inodes=64", "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here");
+            return None;
+        }
+        let disk = Self { path };
+        disk.fill();
+        Some(disk)
+    }
+
+    /// Fills every block (and, with `inodes`, every inode).
+    fn fill(&self) {
+        let _ = std::fs::write(self.path.join("blocks"), vec![b'x'; 1 << 20]);
+    }
+
+    fn fill_inodes(&self) {
+        for i in 0.. {
+            if std::fs::File::create(self.path.join(format!("inode{i}"))).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn free(&self) {
+        let _ = std::fs::remove_file(self.path.join("blocks"));
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_log_costs_the_log_not_the_calls() {
+    let w = World::new();
+    let Some(disk) = FullDisk::new(&w) else {
+        return;
+    };
+    w.script(
+        "chatty.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"note about $l\" >&2; echo \"$l\"; done\n",
+    );
+    let log = disk.path.join("server.log");
+    let log_arg = log.to_str().unwrap();
+    let began = Instant::now();
+    for i in 0..30 {
+        let input = format!("line {i}\n");
+        let out = w.run(
+            &["run", "-w", "5", "-l", log_arg, "./chatty.sh"],
+            input.as_bytes(),
+        );
+        assert_eq!(ok_stdout(&out), input, "call {i}");
+    }
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        began.elapsed()
+    );
+    let dropped = || {
+        let json: serde_json::Value =
+            serde_json::from_str(&ok_stdout(&w.run(&["ls", "--json"], b""))).unwrap();
+        json[0]["log_lines_dropped"].as_u64().unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || dropped() > 0),
+        "nothing counted"
+    );
+    let ls = w.run(&["ls"], b"");
+    assert!(
+        String::from_utf8_lossy(&ls.stderr).contains("log lines could not be written"),
+        "{ls:?}"
+    );
+    // Space again: the log is written again, and serving never stopped.
+    disk.free();
+    let out = w.run(
+        &["run", "-w", "5", "-l", log_arg, "./chatty.sh"],
+        b"after\n",
+    );
+    assert_eq!(ok_stdout(&out), "after\n");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("note about after"))),
+        "the log was not written again"
+    );
+}
+
+#[test]
+fn a_start_out_of_space_says_why() {
+    let w = World::with_state_name("unused");
+    let Some(disk) = FullDisk::new(&w) else {
+        return;
+    };
+    let state = disk.path.join("state");
+    let run = |input: &[u8]| {
+        let child = w
+            .cmd(&["run", "-W", "1", "cat"])
+            .env("VIASOCK_DIR", &state)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::finish(child, input)
+    };
+    // No blocks left: a server starts all the same, and serves.
+    assert_eq!(ok_stdout(&run(b"a\n")), "a\n");
+    let killed = w
+        .cmd(&["kill", "--all"])
+        .env("VIASOCK_DIR", &state)
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "{killed:?}");
+    // Whatever the server leaves or removes, it is done with it.
+    let sockets = state.join("sockets");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_dir(&sockets).is_ok_and(|d| d.count() == 0)
+    }));
+    // No inodes left either: a start that cannot be made says why.
+    disk.fill_inodes();
+    let out = run(b"b\n");
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    let lines = viasock_lines(&out);
+    assert!(
+        lines.len() == 1
+            && lines[0].contains("No space left on device")
+            && lines[0].contains(&*state.to_string_lossy()),
+        "{lines:?}"
+    );
+}

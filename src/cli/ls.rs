@@ -13,6 +13,17 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     print!("{}", table(&found, SystemTime::now()));
+    for f in &found {
+        if f.state.log_lines_dropped > 0 {
+            eprintln!(
+                "viasock: {}: {} log lines could not be written to {} (a full disk?); it \
+                 serves on without them",
+                f.state.short_id(),
+                f.state.log_lines_dropped,
+                f.state.log.display()
+            );
+        }
+    }
     Ok(0)
 }
 

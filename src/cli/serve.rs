@@ -11,11 +11,22 @@ use file_rotate::{ContentLimit, FileRotate};
 
 use crate::cli::{Cli, ServeArgs};
 use crate::core::identity;
+use crate::core::logsink::Lossy;
 use crate::core::paths::{StateDir, open_private_append};
 use crate::core::server::{self, ServerConfig};
 use crate::core::{Fatal, status};
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
+    let result = listen_and_serve(cli, args);
+    if let Err(e) = &result
+        && args.notify_ready
+    {
+        tell_failed(e);
+    }
+    result
+}
+
+fn listen_and_serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     let spec = args.tool.spec()?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let dir = StateDir::new(&cli.state_dir(), &cwd);
@@ -57,6 +68,15 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Tells the `run` that started us why we could not start: our stderr is
+/// the log, which may be what cannot be written (a full disk).
+fn tell_failed(e: &anyhow::Error) {
+    let line = format!("failed: {e:#}").replace('\n', " ");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 /// Tells the `run` that started us that we listen, then lets go of the
 /// pipe so that it sees end of file too and no tool inherits it.
 fn tell_ready() {
@@ -78,7 +98,9 @@ const LOG_FILES: usize = 3;
 fn init_logging(log: Option<&std::path::Path>) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_ansi(false)
-        .with_target(false);
+        .with_target(false)
+        .log_internal_errors(false);
+    let stderr = || Lossy(std::io::stderr());
     match log {
         Some(path) => {
             match open_private_append(path) {
@@ -89,7 +111,7 @@ fn init_logging(log: Option<&std::path::Path>) -> anyhow::Result<()> {
                 Err(e) => {
                     // Serving matters more than logging (a full or
                     // read-only disk): go on, logging to stderr.
-                    builder.with_writer(std::io::stderr).init();
+                    builder.with_writer(stderr).init();
                     tracing::warn!(
                         "cannot write log {}: {e}; running without it",
                         path.display()
@@ -111,9 +133,11 @@ fn init_logging(log: Option<&std::path::Path>) -> anyhow::Result<()> {
                 Compression::None,
                 Some(options),
             );
-            builder.with_writer(std::sync::Mutex::new(file)).init();
+            builder
+                .with_writer(std::sync::Mutex::new(Lossy(file)))
+                .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => builder.with_writer(stderr).init(),
     }
     Ok(())
 }

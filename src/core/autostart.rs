@@ -114,7 +114,13 @@ fn no_server(socket: &Path) -> Fatal {
 /// it, or to the one another caller started while we waited for the lock.
 fn start(t: &Target, socket: &Path) -> Result<UnixStream, Fatal> {
     t.dir.ensure().map_err(unavailable)?;
-    let _lock = lock(&t.dir.lock(&t.id)).map_err(unavailable)?;
+    let lock_path = t.dir.lock(&t.id);
+    let _lock = lock(&lock_path).map_err(|e| {
+        unavailable(format!(
+            "cannot take the start lock {}: {e}",
+            lock_path.display()
+        ))
+    })?;
     if let Some(s) = client::connect(socket).map_err(unavailable)? {
         return Ok(s);
     }
@@ -226,28 +232,32 @@ fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
     let mut child = cmd
         .spawn()
         .map_err(|e| unavailable(format!("cannot start the server: {e}")))?;
-    let ready = match child.stdout.take() {
+    let said = match child.stdout.take() {
         Some(out) => wait_ready(out),
-        None => false,
+        None => None,
     };
-    if ready {
+    if said.as_deref() == Some("ready") {
         return Ok(());
     }
     let _ = child.kill();
     let _ = child.wait();
-    let last = last_line(&t.log).unwrap_or_default();
+    let why = match said {
+        Some(line) => line.strip_prefix("failed: ").unwrap_or(&line).to_owned(),
+        None => last_line(&t.log)
+            .unwrap_or_else(|| "it exited without a word, and its log is empty".to_owned()),
+    };
     Err(Fatal::new(
         status::UNAVAILABLE,
         format!(
-            "the server did not start: {last} (see log {})",
+            "the server did not start: {why} (see log {})",
             t.log.display()
         ),
     ))
 }
 
-/// Reads the server's readiness line, within [`READY_TIMEOUT`]. End of file
-/// means the server died first.
-fn wait_ready(mut out: impl Read + AsFd) -> bool {
+/// Reads the server's first line (`ready`, or `failed: WHY`), within
+/// [`READY_TIMEOUT`]; `None` if it died or timed out without one.
+fn wait_ready(mut out: impl Read + AsFd) -> Option<String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut got = Vec::new();
     let mut buf = [0u8; 16];
@@ -262,17 +272,18 @@ fn wait_ready(mut out: impl Read + AsFd) -> bool {
             rustix::event::PollFlags::IN,
         )];
         match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(0) => return false,
+            Ok(0) => return None,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return false,
+            Err(_) => return None,
         }
         match out.read(&mut buf) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
     }
-    got == b"ready\n"
+    let line = String::from_utf8_lossy(&got);
+    Some(line.trim_end().to_owned())
 }
 
 /// The last non-empty line of a file, for error messages.

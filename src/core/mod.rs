@@ -10,6 +10,7 @@ pub mod framing;
 pub mod identity;
 pub mod instance;
 pub mod logfile;
+pub mod logsink;
 pub mod paths;
 pub mod pool;
 pub mod procinfo;

@@ -871,6 +871,7 @@ fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> ServerState {
         bytes_in: stats.bytes_in.get(),
         bytes_out: stats.bytes_out.get(),
         errors_total: stats.errors_total.get(),
+        log_lines_dropped: crate::core::logsink::dropped(),
         latency_ms: stats.latency(),
         throughput: stats.throughput(),
     }

@@ -117,6 +117,10 @@ pub struct ServerState {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub errors_total: u64,
+    /// Log lines that could not be written (a full disk): the server
+    /// serves on without them.
+    #[serde(default)]
+    pub log_lines_dropped: u64,
     pub latency_ms: Latency,
     /// Records answered per second, one sample a second, oldest first.
     pub throughput: Vec<f64>,
@@ -302,9 +306,14 @@ pub fn write_state(path: &Path, state: &ServerState) -> io::Result<()> {
         .open(&tmp)?;
     let mut text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
     text.push(b'\n');
-    f.write_all(&text)?;
+    let written = f.write_all(&text);
     drop(f);
-    fs::rename(&tmp, path)
+    // A full disk must not leave a temporary file behind at every beat.
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Whether the state file at `path` is that of the server `pid` (started

@@ -476,6 +476,7 @@ pub mod tests {
                 bytes_in: requests * 100,
                 bytes_out: requests * 120,
                 errors_total: 0,
+                log_lines_dropped: 0,
                 latency_ms: Latency {
                     p50: 1.5,
                     p95: 3.0,

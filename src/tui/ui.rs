@@ -419,7 +419,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             label("socket"),
             Span::raw(st.socket.display().to_string()),
         ]),
-        Line::from(vec![label("log"), Span::raw(st.log.display().to_string())]),
+        Line::from(vec![label("log"), Span::raw(log_line(st))]),
         Line::from(vec![label("server"), Span::raw(server)]),
         Line::from(vec![label("tools"), Span::raw(tools)]),
         Line::from(vec![
@@ -518,6 +518,17 @@ fn popup_area(area: Rect, width: u16, height: u16) -> Rect {
     ])
     .areas(row);
     cell
+}
+
+/// The log's path, and how many lines could not be written to it.
+fn log_line(st: &crate::core::state::ServerState) -> String {
+    match st.log_lines_dropped {
+        0 => st.log.display().to_string(),
+        n => format!(
+            "{} ({n} lines could not be written: a full disk?)",
+            st.log.display()
+        ),
+    }
 }
 
 fn draw_confirm(frame: &mut Frame, area: Rect, action: &Action, command: &str, theme: Theme) {

@@ -282,3 +282,11 @@ pub fn command_running(cmdline: &str) -> bool {
         })
         .unwrap_or(false)
 }
+
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .is_some_and(|uids| uids.split_whitespace().nth(1) == Some("0"))
+}
