@@ -334,3 +334,49 @@ fn a_start_out_of_space_says_why() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn every_failure_is_one_line_usage_errors_included() {
+    let w = World::new();
+    for (args, says) in [
+        (
+            &["run", "--bogus", "cat"][..],
+            "unexpected argument '--bogus'",
+        ),
+        (&["run"][..], "<PROGRAM [ARGS]>"),
+        (&["frob"][..], "unrecognized subcommand 'frob'"),
+        (
+            &["run", "-t", "(", "cat"][..],
+            "bad -t pattern '(': unclosed group",
+        ),
+        (&["run", "-T", "a{2", "cat"][..], "bad -T pattern 'a{2'"),
+    ] {
+        let out = w.run(args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("viasock: ") && err.contains(says),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("(?:"), "the user's pattern, not ours: {err}");
+    }
+}
+
+#[test]
+fn ls_of_a_state_directory_that_cannot_be_read_says_so() {
+    let w = World::new();
+    w.write("plain", "a file, not a directory");
+    // Root reads any directory; a path through a file stops root too.
+    let out = w.run(&["--dir", "plain/state", "ls"], b"");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines = viasock_lines(&out);
+    assert!(
+        lines.len() == 1 && lines[0].contains("cannot read state directory"),
+        "{lines:?}"
+    );
+    assert!(out.stdout.is_empty(), "no empty table");
+    // A directory that does not exist holds no servers: an empty table.
+    let out = w.run(&["--dir", "nowhere", "ls"], b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

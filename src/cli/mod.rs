@@ -307,10 +307,24 @@ impl ToolArgs {
             ("-t", &spec.framing.input_terminator),
             ("-T", &spec.framing.output_terminator),
         ] {
-            if let Err(e) = crate::core::records::Terminator::new(pattern) {
+            // Checked as given, so that the message shows the user's
+            // pattern, not the anchored one built from it.
+            if let Err(e) = regex::Regex::new(pattern) {
+                let why = match &e {
+                    regex::Error::Syntax(text) => text
+                        .lines()
+                        .rev()
+                        .find_map(|l| l.strip_prefix("error: "))
+                        .unwrap_or("not a valid pattern")
+                        .to_owned(),
+                    other => other.to_string(),
+                };
                 return Err(Fatal::new(
                     status::USAGE,
-                    format!("bad {flag} pattern {pattern:?}: {e}"),
+                    format!(
+                        "bad {flag} pattern {}: {why}",
+                        crate::core::shell::quote(pattern.as_ref())
+                    ),
                 ));
             }
         }
@@ -413,9 +427,42 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
     }
 }
 
+/// A usage error in one line, `viasock: ...`, as every other failure:
+/// clap's first line (without its `error: `), its tip, and the usage.
+fn usage_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("bad usage");
+    let mut out = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    let mut extra = Vec::new();
+    for l in lines {
+        if let Some(tip) = l.strip_prefix("tip: ") {
+            extra.push(tip.to_owned());
+        } else if let Some(usage) = l.strip_prefix("Usage: ") {
+            extra.push(format!("usage: {usage}"));
+        } else if !l.starts_with("For more information") {
+            // What the first line announces (a missing argument's name).
+            out.push(' ');
+            out.push_str(l);
+        }
+    }
+    if !extra.is_empty() {
+        out.push_str(&format!(" ({})", extra.join("; ")));
+    }
+    out
+}
+
 /// Parses the command line, runs the command and returns its exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print as clap prints them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "viasock: {}", usage_error(&e));
+            return ExitCode::from(status::USAGE as u8);
+        }
+    };
     let result = match &cli.command {
         Command::Run(a) => run::run(&cli, a),
         Command::Serve(a) => serve::serve(&cli, a),
@@ -485,6 +532,27 @@ mod tests {
         assert_eq!(spec.args, ["-jar", "parser.jar", "--model", "models/en"]);
         assert_eq!(spec.framing.prelude, 1);
         assert_eq!(spec.process_timeout, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        for args in [
+            &["viasock", "run"][..],
+            &["viasock", "run", "--bogus", "cat"],
+            &["viasock", "frob"],
+            &["viasock", "run", "-j", "0", "cat"],
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            let line = usage_error(&e);
+            assert!(!line.contains('\n') && !line.starts_with("error"), "{line}");
+            assert!(line.len() > 20, "{line}");
+        }
+        let e = Cli::try_parse_from(["viasock", "run"]).unwrap_err();
+        assert!(
+            usage_error(&e).contains("<PROGRAM [ARGS]>"),
+            "{}",
+            usage_error(&e)
+        );
     }
 
     #[test]

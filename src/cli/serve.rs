@@ -37,6 +37,8 @@ fn listen_and_serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let log = spec.log.as_ref().map(|l| cwd.join(l));
     init_logging(log.as_deref())?;
+    // A panic is a bug: its message goes to the log, where one looks.
+    std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
     let cfg = ServerConfig {
         input: spec.framing.input()?,
         output: spec.framing.output()?,

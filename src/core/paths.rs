@@ -28,6 +28,8 @@ pub enum PathError {
     NotDir(PathBuf),
     #[error("cannot create state directory {path}: {source}")]
     Create { path: PathBuf, source: io::Error },
+    #[error("cannot read state directory {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
 }
 
 /// A state directory; nothing touches the file system until asked.

@@ -389,6 +389,14 @@ async fn serve_client(
     stats.last_request_at.set(Some(SystemTime::now()));
     stats.changed();
     let req = Request::new();
+    // Runs however the call ends, a panic included: the worker must not
+    // wait for a client that is not there, and the server must not count
+    // it as active for ever.
+    let _leaving = Leaving {
+        shared,
+        stats,
+        req: &req,
+    };
     let input = read_input(&req, rd, &shared.cfg.input, stats);
     // An empty Info frame: nothing to tell but that the server is there.
     let keepalive = protocol::header(Kind::Info, 0);
@@ -466,17 +474,31 @@ async fn serve_client(
             }
         }
     };
-    if !req.is_finished() {
-        // However the handler ended, the worker must not wait for a client
-        // that is not there.
-        req.set_gone();
-        tracing::info!(records = req.answered(), "client left before the end");
-    }
-    shared.touch();
-    shared.active.fetch_sub(1, Ordering::SeqCst);
-    shared.left.notify_one();
-    stats.changed();
     Ok(result?)
+}
+
+/// What the end of a call undoes, in its drop.
+struct Leaving<'a> {
+    shared: &'a Shared,
+    stats: &'a Stats,
+    req: &'a Request,
+}
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        if !self.req.is_finished() {
+            self.req.set_gone();
+            if std::thread::panicking() {
+                tracing::error!("a call's handler panicked; the call was dropped");
+            } else {
+                tracing::info!(records = self.req.answered(), "client left before the end");
+            }
+        }
+        self.shared.touch();
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+        self.shared.left.notify_one();
+        self.stats.changed();
+    }
 }
 
 /// Applies what a call's tuning options can change in a running server (a

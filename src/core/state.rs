@@ -400,13 +400,20 @@ pub fn discover(narrow: Option<&Path>) -> Result<Vec<Found>, PathError> {
     match narrow {
         Some(dir) => {
             let sockets = dir.join("sockets");
-            if !sockets.exists() {
-                return Ok(found);
+            let unreadable = |path: &Path, source| PathError::Read {
+                path: path.to_owned(),
+                source,
+            };
+            match fs::metadata(&sockets) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+                Err(e) => return Err(unreadable(dir, e)),
+                Ok(_) => {}
             }
             check_dir(dir)?;
             check_dir(&sockets)?;
             let registry = registry().ok();
-            for e in fs::read_dir(&sockets).into_iter().flatten().flatten() {
+            let entries = fs::read_dir(&sockets).map_err(|e| unreadable(&sockets, e))?;
+            for e in entries.flatten() {
                 let p = e.path();
                 if p.extension().is_some_and(|x| x == "json") {
                     let entry = registry
