@@ -16,6 +16,7 @@ use std::rc::Rc;
 
 use tokio::time::Instant;
 
+use crate::core::records::release_spare;
 use crate::core::request::Request;
 
 /// Kept bytes beyond which those the tool has read are dropped at once
@@ -108,6 +109,7 @@ impl Feed {
     pub fn begin_fill(&mut self) {
         debug_assert!(self.is_written());
         self.buf.clear();
+        release_spare(&mut self.buf);
         self.pos = 0;
         self.fill_from = self.route.len();
     }
@@ -139,6 +141,12 @@ impl Feed {
             .extend_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         self.fed += n as u64;
+        if self.pos == self.buf.len() {
+            // All written (and kept): a big record's room is given back.
+            self.buf.clear();
+            self.pos = 0;
+            release_spare(&mut self.buf);
+        }
         if self.kept.len() > KEEP_LIMIT
             && let Some(unread) = unread()
         {
@@ -180,6 +188,7 @@ impl Feed {
         }
         let n = ((offset - self.kept_from) as usize).min(self.kept.len());
         self.kept.drain(..n);
+        release_spare(&mut self.kept);
         self.kept_from += n as u64;
     }
 

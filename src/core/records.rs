@@ -76,6 +76,33 @@ impl Terminator {
     }
 }
 
+/// A buffer that once held a big record keeps its capacity; one that has
+/// room to spare beyond this is given back, so that a server's memory
+/// returns near its idle size after a big call.
+pub const SPARE_LIMIT: usize = 1 << 20;
+
+/// Gives back the spare capacity of `buf` when it is large and mostly
+/// unused, keeping room for ordinary records, and then the allocator's
+/// free memory to the system: without that, glibc keeps the room of
+/// buffers below its (raised) mmap threshold for ever.
+pub fn release_spare(buf: &mut Vec<u8>) {
+    if buf.capacity() > SPARE_LIMIT && buf.len() < SPARE_LIMIT / 4 {
+        buf.shrink_to(buf.len().max(64 * 1024));
+        trim_heap();
+    }
+}
+
+/// Returns the allocator's free memory to the system (glibc only).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim takes a plain integer and only walks glibc's own
+    // free lists under its lock; it touches no memory of ours.
+    #[cfg(target_env = "gnu")]
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Input ended inside a record that its terminator never closed.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("input ended inside an unfinished record ({bytes} bytes after the last complete record)")]
@@ -159,6 +186,18 @@ impl Splitter {
         self.scan -= head;
         for e in &mut self.ends {
             *e -= head;
+        }
+        release_spare(&mut self.buf);
+    }
+
+    /// Gives back spare room once everything pushed was taken (after a
+    /// big record, between calls).
+    pub fn release_spare(&mut self) {
+        if self.head == self.buf.len() {
+            self.buf.clear();
+            self.head = 0;
+            self.scan = 0;
+            release_spare(&mut self.buf);
         }
     }
 

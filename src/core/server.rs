@@ -29,8 +29,8 @@ use std::rc::Rc;
 use crate::core::instance;
 use crate::core::pool::{Pool, PoolConfig};
 use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
-use crate::core::records::Splitter;
 use crate::core::records::Terminator;
+use crate::core::records::{self, Splitter};
 use crate::core::request::{End, Request};
 use crate::core::state::{self, InstanceState, Phase, ServerState, Stats};
 use crate::core::worker::WorkerState;
@@ -396,6 +396,7 @@ async fn serve_client(
         shared,
         stats,
         req: &req,
+        moved_before: stats.bytes_in.get() + stats.bytes_out.get(),
     };
     let input = read_input(&req, rd, &shared.cfg.input, stats);
     // An empty Info frame: nothing to tell but that the server is there.
@@ -482,6 +483,8 @@ struct Leaving<'a> {
     shared: &'a Shared,
     stats: &'a Stats,
     req: &'a Request,
+    /// Bytes all calls had moved when this one began.
+    moved_before: u64,
 }
 
 impl Drop for Leaving<'_> {
@@ -498,6 +501,12 @@ impl Drop for Leaving<'_> {
         self.shared.active.fetch_sub(1, Ordering::SeqCst);
         self.shared.left.notify_one();
         self.stats.changed();
+        // After a big call, the memory its buffers took goes back to the
+        // system, so that the server returns near its idle size.
+        let moved = self.stats.bytes_in.get() + self.stats.bytes_out.get();
+        if moved - self.moved_before > records::SPARE_LIMIT as u64 {
+            records::trim_heap();
+        }
     }
 }
 

@@ -641,6 +641,10 @@ impl Worker {
                         feed.answered(k);
                         given += k;
                     }
+                    // A big answer must not keep its room for ever.
+                    out.release_spare();
+                    answers.clear();
+                    crate::core::records::release_spare(&mut answers);
                     if given > 0 {
                         hinted = false;
                         self.spoke.set(true);
