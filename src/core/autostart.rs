@@ -209,7 +209,8 @@ fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
-    // The one unsafe block of the crate. SAFETY: both calls are plain
+    // One of the two unsafe blocks of the crate (the other trims the heap).
+    // SAFETY: both calls are plain
     // system calls, async-signal-safe, touching no memory of the parent.
     // setsid detaches the server from the caller's terminal and job, so
     // Ctrl-C or a closed terminal does not take it down; close_range marks
