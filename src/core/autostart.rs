@@ -209,14 +209,14 @@ fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
-    // One of the two unsafe blocks of the crate (the other trims the heap).
-    // SAFETY: both calls are plain
-    // system calls, async-signal-safe, touching no memory of the parent.
-    // setsid detaches the server from the caller's terminal and job, so
-    // Ctrl-C or a closed terminal does not take it down; close_range marks
-    // every descriptor the caller let us inherit (a make jobserver, a
-    // test harness's pipe) close-on-exec, so the server, which lives on,
-    // does not hold the caller's pipes open.
+    // One of the crate's few unsafe blocks, each with its reason.
+    // SAFETY: both calls are plain system calls, async-signal-safe,
+    // touching no memory of the parent. setsid detaches the server from
+    // the caller's terminal and job, so Ctrl-C or a closed terminal does
+    // not take it down; close_range marks every descriptor the caller let
+    // us inherit (a make jobserver, a test harness's pipe) close-on-exec,
+    // so the server, which lives on, does not hold the caller's pipes
+    // open.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| {
