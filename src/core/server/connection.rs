@@ -1,0 +1,385 @@
+//! One connection: the handshake, then a call (the client's records to
+//! the pool, the answers back, the final status) or a control request.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::core::config::Tuning;
+use crate::core::pool::Pool;
+use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
+use crate::core::records::{self, Splitter, Terminator};
+use crate::core::request::{End, Request};
+use crate::core::state::Stats;
+
+use super::shared::{Mode, Shared};
+
+/// How often a call that waits hears from its server, so that a client
+/// can tell a live server from a stopped or wedged one.
+pub(super) const KEEPALIVE: Duration = Duration::from_secs(2);
+
+pub(super) async fn handle(
+    shared: &Shared,
+    pool: &Rc<Pool>,
+    stream: UnixStream,
+) -> Result<(), ProtocolError> {
+    let peer = Peer::of(&stream);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let Some(hello) = protocol::read_frame_async(&mut rd).await? else {
+        return Ok(());
+    };
+    let purpose = match protocol::parse_hello(&hello) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut f = Vec::new();
+            protocol::encode(Kind::Error, e.to_string().as_bytes(), &mut f);
+            wr.write_all(&f).await?;
+            return Err(e);
+        }
+    };
+    wr.write_all(&protocol::welcome(std::process::id())).await?;
+    match purpose {
+        Purpose::Run => {
+            let tuning = Tuning::decode(protocol::hello_tuning(&hello));
+            serve_client(shared, pool, &peer, &tuning, &mut rd, &mut wr).await
+        }
+        Purpose::Control => control(shared, pool, &mut rd, &mut wr).await,
+    }
+}
+
+/// One call: the client's input goes to a request queue while the answers
+/// the worker puts on it go back, then the final status.
+pub(super) async fn serve_client(
+    shared: &Shared,
+    pool: &Rc<Pool>,
+    peer: &Peer,
+    tuning: &Tuning,
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<(), ProtocolError> {
+    shared.active.fetch_add(1, Ordering::SeqCst);
+    shared.touch();
+    let stats = pool.stats();
+    Stats::add(&stats.requests_total, 1);
+    stats.last_request_at.set(Some(SystemTime::now()));
+    stats.changed();
+    let req = Request::new();
+    // Runs however the call ends, a panic included: the worker must not
+    // wait for a client that is not there, and the server must not count
+    // it as active for ever.
+    let _leaving = Leaving {
+        shared,
+        stats,
+        req: &req,
+        moved_before: stats.bytes_in.get() + stats.bytes_out.get(),
+    };
+    let input = read_input(&req, rd, &shared.cfg.input, stats);
+    // An empty Info frame: nothing to tell but that the server is there.
+    let keepalive = protocol::header(Kind::Info, 0);
+    let output = async {
+        for note in tune(shared, pool, tuning) {
+            info(wr, &note).await?;
+        }
+        if let Some(why) = pool.wait_reason() {
+            info(wr, &why).await?;
+        }
+        let assigned = {
+            let mut assign = std::pin::pin!(pool.assign(&req));
+            loop {
+                tokio::select! {
+                    r = &mut assign => break r,
+                    _ = tokio::time::sleep(KEEPALIVE) => wr.write_all(&keepalive).await?,
+                }
+            }
+        };
+        match assigned {
+            Err(f) => req.finish(f.code, Some(f.message)),
+            Ok(()) if req.tool_starting() => info(wr, "waiting for the tool to start").await?,
+            Ok(()) => {}
+        }
+        loop {
+            let out = req.take_output();
+            if !out.is_empty() {
+                if wr.write_all(&out).await.is_err() {
+                    req.set_gone();
+                    return Ok(());
+                }
+                continue;
+            }
+            if req.is_gone() {
+                return Ok(());
+            }
+            if let Some((status, message)) = req.finished() {
+                if status != 0 {
+                    Stats::add(&stats.errors_total, 1);
+                }
+                let mut f = Vec::new();
+                if let Some(m) = message {
+                    let text = format!("{m}{}", shared.log_hint());
+                    protocol::encode(Kind::Error, text.as_bytes(), &mut f);
+                }
+                protocol::encode_status(status, &mut f);
+                return wr.write_all(&f).await;
+            }
+            tokio::select! {
+                _ = req.changed() => {}
+                _ = tokio::time::sleep(KEEPALIVE) => {
+                    if wr.write_all(&keepalive).await.is_err() {
+                        req.set_gone();
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    };
+    let result = {
+        let mut input = std::pin::pin!(input);
+        let mut output = std::pin::pin!(output);
+        let mut input_done = false;
+        let mut peer_exited = false;
+        loop {
+            tokio::select! {
+                r = &mut output => break r,
+                _ = &mut input, if !input_done => input_done = true,
+                // A client that dies while it waits (for an instance, or
+                // for room in its queue) reads nothing that would tell.
+                _ = peer.exited(), if !peer_exited => {
+                    peer_exited = true;
+                    req.set_gone();
+                }
+            }
+        }
+    };
+    Ok(result?)
+}
+
+/// What the end of a call undoes, in its drop.
+pub(super) struct Leaving<'a> {
+    shared: &'a Shared,
+    stats: &'a Stats,
+    req: &'a Request,
+    /// Bytes all calls had moved when this one began.
+    moved_before: u64,
+}
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        if !self.req.is_finished() {
+            self.req.set_gone();
+            if std::thread::panicking() {
+                tracing::error!("a call's handler panicked; the call was dropped");
+            } else {
+                tracing::info!(records = self.req.answered(), "client left before the end");
+            }
+        }
+        self.shared.touch();
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+        self.shared.left.notify_one();
+        self.stats.changed();
+        // After a big call, the memory its buffers took goes back to the
+        // system, so that the server returns near its idle size.
+        let moved = self.stats.bytes_in.get() + self.stats.bytes_out.get();
+        if moved - self.moved_before > records::SPARE_LIMIT as u64 {
+            records::trim_heap();
+        }
+    }
+}
+
+/// Applies what a call's tuning options can change in a running server (a
+/// higher `-j`) and returns a note on each one it cannot; the log gets each
+/// note once.
+pub(super) fn tune(shared: &Shared, pool: &Rc<Pool>, t: &Tuning) -> Vec<String> {
+    // Most calls give none: the warm path does no work for them.
+    if *t == Tuning::default() {
+        return Vec::new();
+    }
+    let spec = &shared.cfg.spec;
+    let later = format!(
+        "takes effect when a new server starts (viasock kill {}, then call again)",
+        shared.cfg.id.short()
+    );
+    let secs = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
+    let mut notes = Vec::new();
+    if let Some(j) = t.instances {
+        let max = pool.max();
+        if j > max {
+            pool.raise_max(j);
+            tracing::info!("-j raised from {max} to {j} for a call that asked for it");
+        } else if j < max {
+            notes.push(format!(
+                "this server runs up to {max} instances; -j {j} {later}"
+            ));
+        }
+    }
+    if let Some(w) = t.server_timeout
+        && Some(w).filter(|d| !d.is_zero()) != spec.server_timeout
+    {
+        notes.push(format!(
+            "this server was started with -W {}; -W {} {later}",
+            secs(spec.server_timeout),
+            w.as_secs_f64()
+        ));
+    }
+    if t.interleave && !spec.interleave {
+        notes.push(format!(
+            "this server serves one call per instance; --interleave {later}"
+        ));
+    }
+    if let Some(l) = &t.log
+        && shared.cfg.log.as_ref() != Some(l)
+    {
+        let now = shared
+            .cfg
+            .log
+            .as_ref()
+            .map_or("nowhere".into(), |p| p.display().to_string());
+        notes.push(format!(
+            "this server logs to {now}; -l {} {later}",
+            l.display()
+        ));
+    }
+    let mut noted = shared.noted.lock().unwrap_or_else(|p| p.into_inner());
+    for n in &notes {
+        if noted.insert(n.clone()) {
+            tracing::info!("{n}");
+        }
+    }
+    notes
+}
+
+/// Tells a waiting client what it waits for.
+pub(super) async fn info(
+    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    text: &str,
+) -> std::io::Result<()> {
+    let mut f = Vec::new();
+    protocol::encode(Kind::Info, text.as_bytes(), &mut f);
+    wr.write_all(&f).await
+}
+
+/// Reads the client's frames, queuing whole records on `req`. End of file
+/// before the end of input means the client went away.
+pub(super) async fn read_input(
+    req: &Request,
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    term: &Terminator,
+    stats: &Stats,
+) {
+    let mut split = Splitter::new(term.clone());
+    loop {
+        let frame = match protocol::read_frame_async(rd).await {
+            Ok(Some(f)) if !req.is_finished() => f,
+            _ => break,
+        };
+        let end = match frame.kind {
+            Kind::Data => {
+                Stats::add(&stats.bytes_in, frame.payload.len() as u64);
+                split.push(&frame.payload);
+                None
+            }
+            Kind::End => Some(match split.finish() {
+                Ok(_) => End::Complete,
+                Err(u) => End::Unfinished(u.bytes),
+            }),
+            _ => break,
+        };
+        let n = split.complete();
+        if n > 0 {
+            let (mut data, mut ends) = (Vec::new(), Vec::new());
+            split.take_records_into(n, &mut data, &mut ends);
+            req.push(data, ends).await;
+        }
+        if let Some(end) = end {
+            req.end_input(end);
+            // Nothing more is expected. An end of file from here on is a
+            // half-close (socat, `nc -N`), not a departure: a client that
+            // dies is seen by its pidfd, or by the failed write.
+            return;
+        }
+    }
+    if !req.is_finished() {
+        req.set_gone();
+    }
+}
+
+pub(super) async fn control(
+    shared: &Shared,
+    pool: &Rc<Pool>,
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<(), ProtocolError> {
+    let Some(req) = protocol::read_frame_async(rd).await? else {
+        return Ok(());
+    };
+    let command = String::from_utf8_lossy(&req.payload).into_owned();
+    let mut f = Vec::new();
+    let mode = match command.as_str() {
+        "kill" => Some(Mode::Draining),
+        "kill --force" => Some(Mode::Forced),
+        "restart" => {
+            pool.restart();
+            protocol::encode_status(0, &mut f);
+            return wr.write_all(&f).await.map_err(Into::into);
+        }
+        _ => None,
+    };
+    match mode {
+        Some(_) => protocol::encode_status(0, &mut f),
+        None => {
+            protocol::encode(
+                Kind::Error,
+                format!("unknown control request {command:?}").as_bytes(),
+                &mut f,
+            );
+            protocol::encode_status(crate::core::status::USAGE, &mut f);
+        }
+    }
+    wr.write_all(&f).await?;
+    if let Some(mode) = mode {
+        shared.stop(mode, "kill requested");
+    }
+    Ok(())
+}
+
+/// The process at the other end of a connection, watched through a pidfd.
+pub(super) struct Peer(Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>);
+
+impl Peer {
+    fn of(stream: &UnixStream) -> Self {
+        let fd = stream
+            .peer_cred()
+            .ok()
+            .and_then(|c| c.pid())
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|pid| {
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK).ok()
+            })
+            .and_then(|fd| {
+                // SAFETY: an OwnedFd is a valid descriptor that stays open,
+                // and the same, for as long as the AsyncFd owns it.
+                #[allow(unsafe_code)]
+                let registered = unsafe {
+                    tokio::io::unix::AsyncFd::register_with_interest(
+                        fd,
+                        tokio::io::Interest::READABLE,
+                    )
+                };
+                registered.ok()
+            });
+        Self(fd)
+    }
+
+    /// Resolves once the peer process has exited (never, if unknown).
+    async fn exited(&self) {
+        match &self.0 {
+            Some(fd) => {
+                let _ = fd.readable().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}

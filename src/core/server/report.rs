@@ -1,0 +1,154 @@
+//! The state file: written on every change (at most five times a second)
+//! and at least once a second as the heartbeat.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::core::pool::Pool;
+use crate::core::state::{self, InstanceState, Phase, ServerState};
+use crate::core::worker::WorkerState;
+
+use super::shared::{Mode, Shared};
+
+/// How long after a change the state file is written.
+pub(super) const CHANGE_DELAY: Duration = Duration::from_millis(20);
+
+/// Writes the state file on every change (at most five times a second) and
+/// at least once a second, which also closes each second of throughput.
+/// Once the server stops listening, a successor with the same id may own
+/// the file: then it is left to it.
+pub(super) async fn write_states(
+    shared: Arc<Shared>,
+    pool: Rc<Pool>,
+    path: PathBuf,
+    entry: Option<PathBuf>,
+    start_ticks: u64,
+) {
+    let me = std::process::id();
+    let stats = pool.stats().clone();
+    let mut mode = shared.mode.subscribe();
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = second.tick() => stats.tick_second(),
+            _ = stats.dirty.notified() => {
+                // A change is written a moment later, not in the middle of
+                // the quick call that made it: the call comes first.
+                tokio::time::sleep(CHANGE_DELAY).await;
+            }
+            _ = mode.changed() => {}
+        }
+        let listening = *shared.mode.borrow() == Mode::Running;
+        let ours = listening || state::is_own(&path, me, start_ticks);
+        if ours
+            && let Err(e) = state::write_state(&path, &snapshot(&shared, &pool, start_ticks))
+            && !std::mem::replace(&mut warned, true)
+        {
+            tracing::warn!("cannot write state file {}: {e}", path.display());
+        }
+        // A predecessor that stopped just as we started may have taken our
+        // registry entry (it has the same name) with it.
+        if listening
+            && let Some(e) = &entry
+            && std::fs::symlink_metadata(e).is_err()
+            && let Ok(r) = state::registry()
+        {
+            let _ = state::register(&r, &path);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The server as the state file shows it.
+pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> ServerState {
+    let cfg = &shared.cfg;
+    let stats = pool.stats();
+    let workers = pool.workers();
+    let active = shared.active.load(Ordering::SeqCst);
+    let waiting = pool.waiting();
+    let now = SystemTime::now();
+    let state = match *shared.mode.borrow() {
+        Mode::Running if active > 0 => Phase::Busy,
+        Mode::Running
+            if !workers.is_empty()
+                && workers.iter().all(|w| w.state() == WorkerState::Starting) =>
+        {
+            Phase::Starting
+        }
+        Mode::Running => Phase::Ready,
+        _ if shared.stale.load(Ordering::SeqCst) => Phase::Stale,
+        _ => Phase::Draining,
+    };
+    let idle_deadline_at = match cfg.spec.server_timeout {
+        Some(idle) if active == 0 && state == Phase::Ready => {
+            let last = *shared
+                .last_activity
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let left = (last + idle).saturating_duration_since(Instant::now());
+            Some(state::rfc3339(now + left))
+        }
+        _ => None,
+    };
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    ServerState {
+        schema: state::SCHEMA,
+        id: cfg.id.hex(),
+        command: std::iter::once(&cfg.spec.program)
+            .chain(&cfg.spec.args)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        framing: cfg.spec.framing.options(),
+        cwd: cfg.cwd.clone(),
+        dir: cfg.dir.root().to_owned(),
+        socket: cfg.socket.clone(),
+        log: cfg.log.clone().unwrap_or_default(),
+        host,
+        server_pid: std::process::id(),
+        server_start_ticks: start_ticks,
+        started_at: state::rfc3339(shared.started),
+        heartbeat_at: state::rfc3339(now),
+        state,
+        idle_timeout_s: cfg.spec.server_timeout.map(|d| d.as_secs_f64()),
+        last_request_at: stats.last_request_at.get().map(state::rfc3339),
+        idle_deadline_at,
+        max_instances: pool.max(),
+        interleave: cfg.spec.interleave,
+        instances: workers
+            .iter()
+            .map(|w| InstanceState {
+                pid: w.pid(),
+                state: match w.state() {
+                    WorkerState::Starting => "starting",
+                    _ if w.load() > 0 => "busy",
+                    _ => "idle",
+                }
+                .to_owned(),
+                started_at: state::rfc3339(w.started_at),
+                requests: w.requests(),
+                records: w.records(),
+            })
+            .collect(),
+        // Connected calls that wait for an instance are counted apart.
+        clients_active: active.saturating_sub(waiting),
+        clients_waiting: waiting,
+        requests_total: stats.requests_total.get(),
+        records_total: stats.records_total.get(),
+        bytes_in: stats.bytes_in.get(),
+        bytes_out: stats.bytes_out.get(),
+        errors_total: stats.errors_total.get(),
+        log_lines_dropped: crate::core::logsink::dropped(),
+        latency_ms: stats.latency(),
+        throughput: stats.throughput(),
+    }
+}

@@ -1,0 +1,78 @@
+//! What every part of a server shares: its configuration, the mode it
+//! is in (running, draining, forced), and the counters its watches read.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::SystemTime;
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::core::config::ToolSpec;
+use crate::core::identity::Id;
+use crate::core::paths::StateDir;
+use crate::core::records::Terminator;
+
+/// Everything a server needs to know, fixed at start.
+pub struct ServerConfig {
+    pub spec: ToolSpec,
+    pub input: Terminator,
+    pub output: Terminator,
+    pub id: Id,
+    pub cwd: PathBuf,
+    pub dir: StateDir,
+    pub socket: PathBuf,
+    pub log: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Mode {
+    Running,
+    Draining,
+    Forced,
+}
+
+pub(super) struct Shared {
+    pub(super) cfg: ServerConfig,
+    pub(super) started: SystemTime,
+    /// The identity changed: the server drains as `stale`.
+    pub(super) stale: AtomicBool,
+    pub(super) active: AtomicUsize,
+    pub(super) last_activity: Mutex<Instant>,
+    pub(super) left: Notify,
+    pub(super) mode: watch::Sender<Mode>,
+    /// Notes on calls' tuning options already logged.
+    pub(super) noted: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Shared {
+    /// Moves towards stopping; never back.
+    pub(super) fn stop(&self, mode: Mode, why: &str) {
+        let changed = self.mode.send_if_modified(|m| {
+            if mode > *m {
+                *m = mode;
+                true
+            } else {
+                false
+            }
+        });
+        if changed {
+            tracing::info!(
+                "stopping ({why}){}",
+                if mode == Mode::Forced { ", forced" } else { "" }
+            );
+        }
+    }
+
+    pub(super) fn touch(&self) {
+        *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    pub(super) fn log_hint(&self) -> String {
+        match &self.cfg.log {
+            Some(l) => format!(" (see log {})", l.display()),
+            None => String::new(),
+        }
+    }
+}
