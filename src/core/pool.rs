@@ -21,20 +21,10 @@ use std::rc::Rc;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use crate::core::config::ToolSpec;
 use crate::core::instance::Failure;
-use crate::core::records::Terminator;
 use crate::core::request::Request;
 use crate::core::state::Stats;
-use crate::core::worker::{Worker, WorkerState};
-
-/// What every worker of a pool runs.
-#[derive(Clone, Debug)]
-pub struct PoolConfig {
-    pub spec: ToolSpec,
-    pub input: Terminator,
-    pub output: Terminator,
-}
+use crate::core::worker::{Owner, PoolConfig, Worker, WorkerState};
 
 type Grant = oneshot::Sender<Result<(), Failure>>;
 
@@ -115,7 +105,7 @@ impl Pool {
     /// less.
     pub fn prestart(self: &Rc<Self>) {
         if self.workers.borrow().is_empty() {
-            let w = Worker::spawn(self);
+            let w = Worker::spawn(&(self.clone() as Rc<dyn Owner>));
             self.workers.borrow_mut().push(w);
         }
     }
@@ -184,7 +174,7 @@ impl Pool {
     }
 
     fn start_worker(self: &Rc<Self>) -> Rc<Worker> {
-        let w = Worker::spawn(self);
+        let w = Worker::spawn(&(self.clone() as Rc<dyn Owner>));
         self.workers.borrow_mut().push(w.clone());
         w
     }
@@ -205,76 +195,8 @@ impl Pool {
         }
     }
 
-    /// A default-mode worker's request is over: the worker goes to the
-    /// first waiter still there (unless a restart retired it).
-    pub fn release(self: &Rc<Self>) {
-        self.serve_waiters();
-    }
-
-    /// A worker is going away (its tool died, or it stops): nobody is
-    /// given it any more, and its place goes to the waiters. `resumed`
-    /// were being served by it and go on with another instance, first.
-    pub fn forget(self: &Rc<Self>, w: &Rc<Worker>, resumed: Vec<Rc<Request>>) {
-        self.remove(w);
-        if self.cfg.spec.interleave {
-            for r in resumed {
-                if self.stopping.get() {
-                    let f = stopping();
-                    r.finish(f.code, Some(f.message));
-                } else {
-                    self.least_loaded().attach(r);
-                }
-            }
-        } else {
-            let mut waiters = self.waiters.borrow_mut();
-            for r in resumed.into_iter().rev() {
-                // Nobody waits on this grant: a failure is told to the
-                // request itself (see `refuse`).
-                let (grant, _) = oneshot::channel();
-                waiters.push_front((r, grant));
-            }
-        }
-        self.serve_waiters();
-    }
-
-    /// A tool failed to start: requests that were waiting meanwhile get
-    /// this failure rather than another try.
-    pub fn start_failed(&self, f: Failure) {
-        tracing::warn!("tool failed to start: {}", f.message);
-        *self.failed.borrow_mut() = Some((Instant::now(), f));
-    }
-
-    /// Whether an idle worker may retire: it may if another one stays. It
-    /// then leaves the pool at once, so nobody is given it.
-    pub fn may_retire(&self, w: &Rc<Worker>) -> bool {
-        let others = self
-            .workers
-            .borrow()
-            .iter()
-            .filter(|o| !Rc::ptr_eq(o, w) && o.state() != WorkerState::Dead)
-            .count();
-        if others == 0 || self.stopping.get() {
-            return false;
-        }
-        self.remove(w);
-        true
-    }
-
     fn remove(&self, w: &Rc<Worker>) {
         self.workers.borrow_mut().retain(|o| !Rc::ptr_eq(o, w));
-    }
-
-    /// A worker task begins.
-    pub fn worker_started(&self) {
-        self.running.set(self.running.get() + 1);
-    }
-
-    /// A worker task ended: its tool is stopped or dead.
-    pub fn worker_done(&self) {
-        self.running.set(self.running.get().saturating_sub(1));
-        if self.running.get() == 0 {
-            self.emptied.notify_waiters();
-        }
     }
 
     /// Gives waiters, in arrival order, the free workers, then new ones
@@ -374,5 +296,84 @@ fn stopping() -> Failure {
 async fn until_gone(req: &Request) {
     while !req.is_gone() {
         req.changed().await;
+    }
+}
+
+/// What the workers of a pool ask of it and tell it.
+impl Owner for Pool {
+    fn config(&self) -> Rc<PoolConfig> {
+        self.cfg.clone()
+    }
+
+    fn stats(&self) -> Rc<Stats> {
+        self.stats.clone()
+    }
+
+    /// A default-mode worker's request is over: the worker goes to the
+    /// first waiter still there (unless a restart retired it).
+    fn release(self: Rc<Self>) {
+        self.serve_waiters();
+    }
+
+    /// A worker is going away (its tool died, or it stops): nobody is
+    /// given it any more, and its place goes to the waiters. `resumed`
+    /// were being served by it and go on with another instance, first.
+    fn forget(self: Rc<Self>, w: &Rc<Worker>, resumed: Vec<Rc<Request>>) {
+        self.remove(w);
+        if self.cfg.spec.interleave {
+            for r in resumed {
+                if self.stopping.get() {
+                    let f = stopping();
+                    r.finish(f.code, Some(f.message));
+                } else {
+                    self.least_loaded().attach(r);
+                }
+            }
+        } else {
+            let mut waiters = self.waiters.borrow_mut();
+            for r in resumed.into_iter().rev() {
+                // Nobody waits on this grant: a failure is told to the
+                // request itself (see `refuse`).
+                let (grant, _) = oneshot::channel();
+                waiters.push_front((r, grant));
+            }
+        }
+        self.serve_waiters();
+    }
+
+    /// A tool failed to start: requests that were waiting meanwhile get
+    /// this failure rather than another try.
+    fn start_failed(&self, f: Failure) {
+        tracing::warn!("tool failed to start: {}", f.message);
+        *self.failed.borrow_mut() = Some((Instant::now(), f));
+    }
+
+    /// Whether an idle worker may retire: it may if another one stays. It
+    /// then leaves the pool at once, so nobody is given it.
+    fn may_retire(&self, w: &Rc<Worker>) -> bool {
+        let others = self
+            .workers
+            .borrow()
+            .iter()
+            .filter(|o| !Rc::ptr_eq(o, w) && o.state() != WorkerState::Dead)
+            .count();
+        if others == 0 || self.stopping.get() {
+            return false;
+        }
+        self.remove(w);
+        true
+    }
+
+    /// A worker task begins.
+    fn worker_started(&self) {
+        self.running.set(self.running.get() + 1);
+    }
+
+    /// A worker task ended: its tool is stopped or dead.
+    fn worker_done(&self) {
+        self.running.set(self.running.get().saturating_sub(1));
+        if self.running.get() == 0 {
+            self.emptied.notify_waiters();
+        }
     }
 }

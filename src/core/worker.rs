@@ -26,11 +26,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::core::config::ToolSpec;
 use crate::core::feed::Feed;
 use crate::core::instance::{Failure, Instance};
-use crate::core::pool::{Pool, PoolConfig};
 use crate::core::procinfo::PipeReader;
 use crate::core::protocol::Kind;
+use crate::core::records::Terminator;
 use crate::core::request::{End, Request};
 use crate::core::state::Stats;
 
@@ -72,9 +73,37 @@ pub enum WorkerState {
     Dead,
 }
 
+/// What every worker of a pool runs.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub spec: ToolSpec,
+    pub input: Terminator,
+    pub output: Terminator,
+}
+
+/// What a worker asks of the pool that runs it, and tells it. The pool
+/// implements it, so that a worker knows nothing of the pool and the
+/// imports go one way: the pool drives its workers, a worker reports.
+pub trait Owner {
+    fn config(&self) -> Rc<PoolConfig>;
+    fn stats(&self) -> Rc<Stats>;
+    /// A worker's task begins.
+    fn worker_started(&self);
+    /// A worker's task ended: its tool is stopped or dead.
+    fn worker_done(&self);
+    /// A tool failed to start: those waiting get this failure.
+    fn start_failed(&self, f: Failure);
+    /// A worker is going away; `resumed` go on with another instance.
+    fn forget(self: Rc<Self>, w: &Rc<Worker>, resumed: Vec<Rc<Request>>);
+    /// A default-mode worker's request is over: it is free again.
+    fn release(self: Rc<Self>);
+    /// Whether an idle worker may retire (it then leaves the pool).
+    fn may_retire(&self, w: &Rc<Worker>) -> bool;
+}
+
 /// One tool instance and the requests it serves.
 pub struct Worker {
-    pool: Weak<Pool>,
+    pool: Weak<dyn Owner>,
     stats: Rc<Stats>,
     state: Cell<WorkerState>,
     pid: Cell<u32>,
@@ -94,10 +123,10 @@ pub struct Worker {
 
 impl Worker {
     /// Starts a worker; its tool starts loading at once.
-    pub fn spawn(pool: &Rc<Pool>) -> Rc<Self> {
+    pub fn spawn(pool: &Rc<dyn Owner>) -> Rc<Self> {
         let w = Rc::new(Self {
             pool: Rc::downgrade(pool),
-            stats: pool.stats().clone(),
+            stats: pool.stats(),
             state: Cell::new(WorkerState::Starting),
             pid: Cell::new(0),
             started_at: std::time::SystemTime::now(),
@@ -190,7 +219,7 @@ impl Worker {
         let Some(pool) = self.pool.upgrade() else {
             return;
         };
-        let cfg = pool.config().clone();
+        let cfg = pool.config();
         drop(pool);
         let notice = |m: &str| {
             for r in self.attached.borrow().iter() {

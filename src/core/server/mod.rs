@@ -20,8 +20,9 @@ use tokio::time::Instant;
 
 use crate::core::instance;
 use crate::core::paths::SocketPath;
-use crate::core::pool::{Pool, PoolConfig};
+use crate::core::pool::Pool;
 use crate::core::state::{self, Stats};
+use crate::core::worker::PoolConfig;
 
 use connection::handle;
 use report::{snapshot, write_states};
