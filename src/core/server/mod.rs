@@ -25,12 +25,14 @@ use crate::core::state::{self, Stats};
 use crate::core::worker::PoolConfig;
 
 use connection::handle;
+use identity_watch::watch_identity;
 use report::{snapshot, write_states};
 pub use shared::ServerConfig;
 use shared::{Mode, Shared};
-use watches::{watch_identity, watch_idle, watch_signals, watch_socket};
+use watches::{watch_idle, watch_signals, watch_socket};
 
 mod connection;
+mod identity_watch;
 mod report;
 mod shared;
 mod watches;

@@ -1,6 +1,5 @@
-//! What stops a server by itself: idling out, its identity changing (the
-//! tool, a file it names or an environment variable), its socket no longer
-//! being its own, and signals.
+//! What else stops a server by itself: idling out, its socket no longer
+//! being its own, and signals. (Its identity changing: `identity_watch`.)
 
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -10,12 +9,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
-use crate::core::identity;
-
 use super::shared::{Mode, Shared};
-
-/// How often a server checks that its tool and files are unchanged.
-pub(super) const IDENTITY_CHECK: Duration = Duration::from_secs(2);
 
 /// How often a server checks that its socket is still its own.
 pub(super) const SOCKET_CHECK: Duration = Duration::from_secs(1);
@@ -45,32 +39,6 @@ pub(super) async fn watch_idle(shared: Arc<Shared>) {
             .unwrap_or_else(|p| p.into_inner());
         if shared.active.load(Ordering::SeqCst) == 0 && last + idle <= Instant::now() {
             shared.stop(Mode::Draining, "idle");
-            return;
-        }
-    }
-}
-
-/// Marks the server stale, and stops it, once its identity changes.
-pub(super) async fn watch_identity(shared: Arc<Shared>) {
-    let skip = std::fs::canonicalize(shared.cfg.dir.root()).ok();
-    let mut tick = tokio::time::interval(IDENTITY_CHECK);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let s = shared.clone();
-        let skip = skip.clone();
-        let now = tokio::task::spawn_blocking(move || {
-            identity::compute(&s.cfg.spec, &s.cfg.cwd, skip.as_deref()).ok()
-        })
-        .await
-        .ok()
-        .flatten();
-        if now != Some(shared.cfg.id) {
-            shared.stale.store(true, Ordering::SeqCst);
-            shared.stop(
-                Mode::Draining,
-                "stale: the tool, a file it names or its environment changed",
-            );
             return;
         }
     }
