@@ -417,3 +417,38 @@ fn a_big_record_leaves_no_memory_behind() {
     );
     assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"after\n")), "after\n");
 }
+
+#[test]
+fn a_call_whose_handler_panics_fails_with_a_message_and_the_server_goes_on() {
+    let w = World::new();
+    // Debug builds (the tests') panic a call whose input holds this text.
+    let call = |input: &[u8]| {
+        let child = w
+            .cmd(&["run", "-W", "3", "sed", "-u", "s/^/> /"])
+            .env("VIASOCK_FAULT_PANIC", "PANIC-HERE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::finish(child, input)
+    };
+    assert_eq!(ok_stdout(&call(b"a\n")), "> a\n");
+    let server = w.server_pids()[0];
+    let out = call(b"x PANIC-HERE y\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines = viasock_lines(&out);
+    assert!(
+        lines.len() == 1 && lines[0].contains("the server hit a bug while serving this call"),
+        "{lines:?}"
+    );
+    assert!(w.logs().contains("panic: "), "{}", w.logs());
+    // The server serves on, and still idles out: the call is not counted
+    // as active for ever.
+    assert_eq!(ok_stdout(&call(b"b\n")), "> b\n");
+    assert_eq!(w.server_pids(), [server]);
+    assert!(
+        wait_until(Duration::from_secs(15), || !process_alive(server)),
+        "the server never idled out"
+    );
+}

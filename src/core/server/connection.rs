@@ -27,7 +27,10 @@ pub(super) async fn handle(
     stream: UnixStream,
 ) -> Result<(), ProtocolError> {
     let peer = Peer::of(&stream);
-    let (rd, mut wr) = stream.into_split();
+    // Borrowed halves: dropping them does not shut the socket down, so a
+    // handler that panics leaves it to the spare descriptor that reports it.
+    let mut stream = stream;
+    let (rd, mut wr) = stream.split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let Some(hello) = protocol::read_frame_async(&mut rd).await? else {
         return Ok(());
@@ -278,6 +281,8 @@ pub(super) async fn read_input(
         let end = match frame.kind {
             Kind::Data => {
                 Stats::add(&stats.bytes_in, frame.payload.len() as u64);
+                #[cfg(debug_assertions)]
+                fault::panic_on(&frame.payload);
                 split.push(&frame.payload);
                 None
             }
@@ -380,6 +385,28 @@ impl Peer {
                 let _ = fd.readable().await;
             }
             None => std::future::pending().await,
+        }
+    }
+}
+
+/// A fault for the tests, in debug builds only: a call whose input holds
+/// the text of `VIASOCK_FAULT_PANIC` (as the server's environment had it)
+/// panics its handler, as a bug would.
+#[cfg(debug_assertions)]
+mod fault {
+    use std::sync::OnceLock;
+
+    pub(super) fn panic_on(data: &[u8]) {
+        static MARKER: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+        let marker = MARKER.get_or_init(|| {
+            std::env::var_os("VIASOCK_FAULT_PANIC")
+                .map(std::os::unix::ffi::OsStringExt::into_vec)
+                .filter(|m| !m.is_empty())
+        });
+        if let Some(m) = marker
+            && memchr::memmem::find(data, m).is_some()
+        {
+            panic!("a fault injected for a test (VIASOCK_FAULT_PANIC)");
         }
     }
 }

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::core::instance;
 use crate::core::paths::SocketPath;
 use crate::core::pool::Pool;
+use crate::core::protocol::{self, Kind};
 use crate::core::state::{self, Stats};
 use crate::core::worker::PoolConfig;
 
@@ -271,9 +272,38 @@ fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc
     // Handlers and workers run on the server's one thread (a LocalSet) and
     // share plain cells, no locks.
     tokio::task::spawn_local(async move {
-        if let Err(e) = handle(&shared, &pool, stream).await {
-            tracing::debug!("connection ended: {e}");
+        // A second handle on the socket, to tell the client when its
+        // handler panics (a bug): the call fails with a message, and the
+        // server serves on.
+        let spare = rustix::io::dup(&stream).ok();
+        let handler = tokio::task::spawn_local(async move { handle(&shared, &pool, stream).await });
+        match handler.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("connection ended: {e}"),
+            Err(e) if e.is_panic() => {
+                if let Some(fd) = spare {
+                    tell_bug(fd);
+                }
+            }
+            Err(_) => {}
         }
         drop(done);
     });
+}
+
+/// Fails a call whose handler panicked, through a spare descriptor of its
+/// socket: an Error frame and status 1. Best effort, for at most a second.
+fn tell_bug(fd: std::os::fd::OwnedFd) {
+    use std::io::Write;
+    let mut frames = Vec::new();
+    protocol::encode(
+        Kind::Error,
+        b"the server hit a bug while serving this call (its log has the panic); it serves on",
+        &mut frames,
+    );
+    protocol::encode_status(crate::core::status::FAILURE, &mut frames);
+    let _ = rustix::io::ioctl_fionbio(&fd, false);
+    let mut stream = std::os::unix::net::UnixStream::from(fd);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = stream.write_all(&frames);
 }
