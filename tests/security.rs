@@ -123,8 +123,8 @@ fn registry_of_another_user_or_symlinked_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with("viasock: ") && err.contains("symlink"),
-        "{err}"
+        err.starts_with("viasock: registry ") && err.contains("symlink"),
+        "the registry is called the registry: {err}"
     );
     // A server still serves; it only cannot register.
     assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"x\n")), "x\n");

@@ -14,22 +14,47 @@ use std::path::{Path, PathBuf};
 
 use crate::core::identity::Id;
 
+/// Which of viasock's directories a path error is about, named as the
+/// user knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// `.viasock` or `--dir`: sockets, locks, logs.
+    State,
+    /// The per-user registry of servers, under `$XDG_RUNTIME_DIR`.
+    Registry,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::State => "state directory",
+            Self::Registry => "registry",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
-    #[error("state directory {0} is a symlink; refusing to use it")]
-    Symlink(PathBuf),
-    #[error("state directory {0} belongs to another user; refusing to use it")]
-    Owner(PathBuf),
-    #[error(
-        "state directory {0} is writable by group or others; refusing to use it (chmod 700 it)"
-    )]
-    Writable(PathBuf),
+    #[error("{0} {1} is a symlink; refusing to use it")]
+    Symlink(Place, PathBuf),
+    #[error("{0} {1} belongs to another user; refusing to use it")]
+    Owner(Place, PathBuf),
+    #[error("{0} {1} is writable by group or others; refusing to use it (chmod 700 it)")]
+    Writable(Place, PathBuf),
     #[error("{0} is not a directory")]
     NotDir(PathBuf),
-    #[error("cannot create state directory {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
-    #[error("cannot read state directory {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("cannot create {place} {path}: {source}")]
+    Create {
+        place: Place,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot read {place} {path}: {source}")]
+    Read {
+        place: Place,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 /// A state directory; nothing touches the file system until asked.
@@ -79,22 +104,24 @@ impl StateDir {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             Err(source) => Err(PathError::Create {
+                place: Place::State,
                 path: path.to_owned(),
                 source,
             }),
         };
         if let Some(parent) = self.root.parent() {
             fs::create_dir_all(parent).map_err(|source| PathError::Create {
+                place: Place::State,
                 path: parent.to_owned(),
                 source,
             })?;
         }
         create(&self.root)?;
-        check_dir(&self.root)?;
+        check_dir(&self.root, Place::State)?;
         for sub in SUBDIRS {
             let p = self.root.join(sub);
             create(&p)?;
-            check_dir(&p)?;
+            check_dir(&p, Place::State)?;
         }
         Ok(())
     }
@@ -108,7 +135,7 @@ impl StateDir {
             match fs::symlink_metadata(&p) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
                 Err(_) => return Err(PathError::NotDir(p)),
-                Ok(meta) => check_meta(&p, &meta)?,
+                Ok(meta) => check_meta(&p, &meta, Place::State)?,
             }
         }
         Ok(true)
@@ -117,23 +144,23 @@ impl StateDir {
 
 /// Refuses a path that is a symlink, not a directory, not the user's, or
 /// writable by group or others.
-pub fn check_dir(path: &Path) -> Result<(), PathError> {
+pub fn check_dir(path: &Path, place: Place) -> Result<(), PathError> {
     let meta = fs::symlink_metadata(path).map_err(|_| PathError::NotDir(path.to_owned()))?;
-    check_meta(path, &meta)
+    check_meta(path, &meta, place)
 }
 
-fn check_meta(path: &Path, meta: &fs::Metadata) -> Result<(), PathError> {
+fn check_meta(path: &Path, meta: &fs::Metadata, place: Place) -> Result<(), PathError> {
     if meta.file_type().is_symlink() {
-        return Err(PathError::Symlink(path.to_owned()));
+        return Err(PathError::Symlink(place, path.to_owned()));
     }
     if !meta.is_dir() {
         return Err(PathError::NotDir(path.to_owned()));
     }
     if meta.uid() != rustix::process::geteuid().as_raw() {
-        return Err(PathError::Owner(path.to_owned()));
+        return Err(PathError::Owner(place, path.to_owned()));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(PathError::Writable(path.to_owned()));
+        return Err(PathError::Writable(place, path.to_owned()));
     }
     Ok(())
 }
@@ -213,10 +240,10 @@ mod tests {
         let d = StateDir::new(Path::new("s"), t.path());
         d.ensure().unwrap();
         fs::set_permissions(d.root(), fs::Permissions::from_mode(0o770)).unwrap();
-        assert!(matches!(d.ensure(), Err(PathError::Writable(_))));
+        assert!(matches!(d.ensure(), Err(PathError::Writable(..))));
         std::os::unix::fs::symlink(d.root(), t.path().join("link")).unwrap();
         let l = StateDir::new(Path::new("link"), t.path());
-        assert!(matches!(l.verify(), Err(PathError::Symlink(_))));
+        assert!(matches!(l.verify(), Err(PathError::Symlink(..))));
     }
 
     #[test]

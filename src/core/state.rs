@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-use crate::core::paths::{PathError, check_dir};
+use crate::core::paths::{PathError, Place, check_dir};
 
 pub const SCHEMA: u32 = 1;
 /// A server on another host whose heartbeat is older than this is dead.
@@ -342,9 +342,15 @@ pub fn registry() -> Result<PathBuf, PathError> {
     match fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(source) => return Err(PathError::Create { path: dir, source }),
+        Err(source) => {
+            return Err(PathError::Create {
+                place: Place::Registry,
+                path: dir,
+                source,
+            });
+        }
     }
-    check_dir(&dir)?;
+    check_dir(&dir, Place::Registry)?;
     Ok(dir)
 }
 
@@ -401,6 +407,7 @@ pub fn discover(narrow: Option<&Path>) -> Result<Vec<Found>, PathError> {
         Some(dir) => {
             let sockets = dir.join("sockets");
             let unreadable = |path: &Path, source| PathError::Read {
+                place: Place::State,
                 path: path.to_owned(),
                 source,
             };
@@ -409,8 +416,8 @@ pub fn discover(narrow: Option<&Path>) -> Result<Vec<Found>, PathError> {
                 Err(e) => return Err(unreadable(dir, e)),
                 Ok(_) => {}
             }
-            check_dir(dir)?;
-            check_dir(&sockets)?;
+            check_dir(dir, Place::State)?;
+            check_dir(&sockets, Place::State)?;
             let registry = registry().ok();
             let entries = fs::read_dir(&sockets).map_err(|e| unreadable(&sockets, e))?;
             for e in entries.flatten() {
@@ -436,8 +443,10 @@ pub fn discover(narrow: Option<&Path>) -> Result<Vec<Found>, PathError> {
                 };
                 let path = PathBuf::from(std::ffi::OsStr::from_bytes(&target));
                 let trusted = path.parent().is_some_and(|sockets| {
-                    check_dir(sockets).is_ok()
-                        && sockets.parent().is_some_and(|d| check_dir(d).is_ok())
+                    check_dir(sockets, Place::State).is_ok()
+                        && sockets
+                            .parent()
+                            .is_some_and(|d| check_dir(d, Place::State).is_ok())
                 });
                 if !trusted || !push_found(&mut found, path, Some(entry.clone())) {
                     // The server's files are gone: a leftover pointer.
