@@ -381,15 +381,6 @@ fn ls_of_a_state_directory_that_cannot_be_read_says_so() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_big_record_leaves_no_memory_behind() {
     let w = World::new();
@@ -397,7 +388,7 @@ fn a_big_record_leaves_no_memory_behind() {
         assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"warm\n")), "warm\n");
     }
     let server = w.server_pids()[0];
-    let idle = rss_kib(server);
+    let idle = common::rss_kib(server);
     let mut big = vec![b'x'; 64 << 20];
     big.push(b'\n');
     let out = w.run(&["run", "cat"], &big);
@@ -409,11 +400,11 @@ fn a_big_record_leaves_no_memory_behind() {
     drop(out);
     // Back near its idle size within a few seconds (a few MiB of slack for
     // the allocator), not holding the record's room in several buffers.
-    let near = || rss_kib(server) < idle + 8 * 1024;
+    let near = || common::rss_kib(server) < idle + 8 * 1024;
     assert!(
         wait_until(Duration::from_secs(5), near),
         "server at {} KiB after a 64 MiB record, {idle} KiB idle",
-        rss_kib(server)
+        common::rss_kib(server)
     );
     assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"after\n")), "after\n");
 }

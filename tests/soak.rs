@@ -15,15 +15,6 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The command every call runs.
 const CALL: [&str; 6] = ["run", "-j", "2", "-W", "120", "./tool.sh"];
 
@@ -133,7 +124,7 @@ fn parallel_loops_make_no_errors_and_leak_nothing() {
         });
         last
     };
-    let (fds_before, rss_before) = (settled(server), rss_kib(server));
+    let (fds_before, rss_before) = (settled(server), common::rss_kib(server));
     let (calls, killed) = std::thread::scope(|s| {
         let disturber = s.spawn(|| disturb(&w, secs));
         let done = load(&w, 4, secs);
@@ -145,7 +136,7 @@ fn parallel_loops_make_no_errors_and_leak_nothing() {
     assert!(killed <= 1, "{killed} calls failed with {KILLED}");
     assert_eq!(w.server_pids(), [server], "one server throughout");
     let fds_after = settled(server);
-    let rss_after = rss_kib(server);
+    let rss_after = common::rss_kib(server);
     eprintln!(
         "{calls} calls ({killed} cut by the killed tool); fds {fds_before} -> {fds_after}; rss \
          {rss_before} -> {rss_after} KiB"

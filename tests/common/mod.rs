@@ -290,3 +290,13 @@ pub fn running_as_root() -> bool {
         .find_map(|l| l.strip_prefix("Uid:"))
         .is_some_and(|uids| uids.split_whitespace().nth(1) == Some("0"))
 }
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
