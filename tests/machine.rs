@@ -443,3 +443,39 @@ fn a_call_whose_handler_panics_fails_with_a_message_and_the_server_goes_on() {
         "the server never idled out"
     );
 }
+
+#[test]
+fn a_call_that_gave_up_on_a_stopped_server_is_never_run_later() {
+    let w = World::new();
+    w.script(
+        "side.sh",
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"$l\" >> side-effects; echo \"ok $l\"; done\n",
+    );
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "./side.sh"], b"first\n")),
+        "ok first\n"
+    );
+    let server = stop_the_server(&w);
+    let out = w.run(&["run", "./side.sh"], b"given up\n");
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    signal(server.into(), "CONT");
+    // Once resumed, the server serves again, but not the call that left.
+    assert_eq!(
+        ok_stdout(&w.run(&["run", "./side.sh"], b"after\n")),
+        "ok after\n"
+    );
+    let done = std::fs::read_to_string(w.work.join("side-effects")).unwrap();
+    assert_eq!(done, "first\nafter\n", "a call that failed with 69 ran");
+}
+
+#[test]
+fn a_file_of_no_known_format_is_not_run_by_a_shell() {
+    let w = World::new();
+    w.script("data.txt", "hello world\n");
+    let out = w.run(&["run", "./data.txt"], b"a\n");
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an executable format"),
+        "{out:?}"
+    );
+}

@@ -19,7 +19,14 @@ pub fn exec_tool(args: &ExecToolArgs) -> anyhow::Result<i32> {
     if parent != args.parent {
         return Ok(status::FAILURE);
     }
-    let e = std::process::Command::new(program).args(rest).exec();
+    // exec goes through execvp, which runs a file of no known format with
+    // /bin/sh: a data file would be run as shell commands. Refused here,
+    // as the kernel refuses it (126).
+    let e = if is_unknown_format(program) {
+        std::io::Error::from_raw_os_error(libc::ENOEXEC)
+    } else {
+        std::process::Command::new(program).args(rest).exec()
+    };
     let (code, what) = match e.kind() {
         std::io::ErrorKind::NotFound => (status::NOT_FOUND, "command not found".to_owned()),
         std::io::ErrorKind::PermissionDenied => {
@@ -36,4 +43,19 @@ pub fn exec_tool(args: &ExecToolArgs) -> anyhow::Result<i32> {
         program.to_string_lossy()
     );
     Ok(code)
+}
+
+/// Whether PROGRAM, found as execvp finds it, is neither a script with a
+/// `#!` line nor an ELF binary (formats registered through binfmt_misc
+/// aside, which are then refused too).
+fn is_unknown_format(program: &std::ffi::OsStr) -> bool {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let Ok(path) = crate::core::identity::resolve_program(program, &cwd) else {
+        return false;
+    };
+    let mut head = [0u8; 4];
+    match std::fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)) {
+        Ok(n) => !(head[..n].starts_with(b"#!") || head[..n].starts_with(b"\x7fELF")),
+        Err(_) => false,
+    }
 }

@@ -395,6 +395,11 @@ const MAX_SECS: f64 = 100.0 * 365.0 * 86_400.0;
 /// Seconds (`90`, `1.5`) or a human duration (`90s`, `10m`, `1h30m`).
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_nan() => return Err(format!("not a number of seconds: {s}")),
+        // Not rounded down to 0, which would mean "never".
+        Ok(secs) if secs > 0.0 && secs < 1e-9 => {
+            return Err(format!("{s} s is less than a nanosecond"));
+        }
         Ok(secs) if secs.is_finite() && secs <= MAX_SECS => Duration::try_from_secs_f64(secs)
             .map_err(|_| format!("not a usable number of seconds: {s}"))?,
         Ok(_) => return Err(format!("{s} s is more than a century")),
@@ -565,7 +570,8 @@ mod tests {
         assert_eq!(parse_secs("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_secs("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_secs("200years").is_err());
-        assert!(parse_secs("NaN").is_err());
+        assert!(parse_secs("NaN").unwrap_err().contains("not a number"));
+        assert!(parse_secs("1e-10").is_err(), "not rounded down to never");
         assert_eq!(
             parse_positive_secs("1.5").unwrap(),
             Duration::from_millis(1500)

@@ -59,25 +59,32 @@ pub enum Handshake {
 /// as it reads the Hello: one that takes longer is stopped or wedged.
 pub const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 
-/// Greets the server, with the call's encoded tuning options, sending
-/// `opening` (frames that follow the Hello) in the same write, and waits
-/// for its Welcome, at most [`HANDSHAKE_WAIT`] unless the stream has a
-/// shorter timeout of its own.
+/// Greets the server with the call's encoded tuning options and waits for
+/// its Welcome, at most [`HANDSHAKE_WAIT`] unless the stream has a shorter
+/// timeout of its own; then sends `opening` (frames that follow the
+/// Hello). The opening waits for the Welcome so that a call that gives up
+/// on a stopped server has sent it nothing to run: if the server resumes
+/// later, it finds no record.
 pub fn handshake(
     stream: &mut UnixStream,
     purpose: Purpose,
     tuning: &[u8],
     opening: &[u8],
 ) -> Result<Handshake, ProtocolError> {
-    let mut hello = protocol::hello_with(purpose, tuning);
-    hello.extend_from_slice(opening);
+    let hello = protocol::hello_with(purpose, tuning);
     let (read_wait, write_wait) = (stream.read_timeout()?, stream.write_timeout()?);
     stream.set_read_timeout(read_wait.or(Some(HANDSHAKE_WAIT)))?;
     stream.set_write_timeout(write_wait.or(Some(HANDSHAKE_WAIT)))?;
     let answer = greet(stream, &hello);
     stream.set_read_timeout(read_wait)?;
     stream.set_write_timeout(write_wait)?;
-    answer
+    match answer {
+        Ok(Handshake::Welcome(pid)) if !opening.is_empty() => match stream.write_all(opening) {
+            Ok(()) => Ok(Handshake::Welcome(pid)),
+            Err(e) => closed_or(e),
+        },
+        other => other,
+    }
 }
 
 fn greet(stream: &mut UnixStream, hello: &[u8]) -> Result<Handshake, ProtocolError> {
