@@ -8,7 +8,7 @@ use crate::core::state::{self, Found, Health};
 pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
     let found = select::discover(cli)?;
     if args.json {
-        let states: Vec<_> = found.iter().map(shown_state).collect();
+        let states: Vec<_> = found.iter().map(Found::shown_state).collect();
         println!("{}", serde_json::to_string_pretty(&states)?);
         return Ok(0);
     }
@@ -27,10 +27,6 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn shown_state(f: &Found) -> state::ServerState {
-    f.shown_state()
-}
-
 /// The aligned table, columns as SPEC 7 lists them.
 pub fn table(found: &[Found], now: SystemTime) -> String {
     let mut rows = vec![
@@ -40,7 +36,7 @@ pub fn table(found: &[Found], now: SystemTime) -> String {
         .map(String::from),
     ];
     for f in found {
-        let s = shown_state(f);
+        let s = f.shown_state();
         let busy = s.instances.iter().filter(|i| i.state == "busy").count();
         let clients = match s.clients_waiting {
             0 => s.clients_active.to_string(),

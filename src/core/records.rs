@@ -70,10 +70,6 @@ impl Terminator {
             Rule::Pattern(re) => re.is_match(line),
         }
     }
-
-    pub fn is_line_mode(&self) -> bool {
-        matches!(self.rule, Rule::Line)
-    }
 }
 
 /// A buffer that once held a big record keeps its capacity; one that has

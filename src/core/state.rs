@@ -489,14 +489,19 @@ fn health(s: &ServerState) -> Health {
             Health::Dead
         };
     }
-    let age = parse_time(&s.heartbeat_at)
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .unwrap_or(Duration::MAX);
-    if age > HEARTBEAT_STALE {
+    if heartbeat_age(s) > HEARTBEAT_STALE {
         Health::Dead
     } else {
         Health::Remote
     }
+}
+
+/// How long ago the server last wrote its state file (forever if it cannot
+/// be told).
+fn heartbeat_age(s: &ServerState) -> Duration {
+    parse_time(&s.heartbeat_at)
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or(Duration::MAX)
 }
 
 impl Found {
@@ -505,14 +510,9 @@ impl Found {
     /// late says `unresponsive`: it is stopped, or wedged.
     pub fn shown_state(&self) -> ServerState {
         let mut s = self.state.clone();
-        let late = || {
-            parse_time(&s.heartbeat_at)
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .is_some_and(|age| age > HEARTBEAT_STALE)
-        };
         match self.health {
             Health::Dead => s.state = Phase::Dead,
-            Health::Live if late() => s.state = Phase::Unresponsive,
+            Health::Live if heartbeat_age(&s) > HEARTBEAT_STALE => s.state = Phase::Unresponsive,
             _ => {}
         }
         s
