@@ -12,7 +12,7 @@ pub fn client(args: &ClientArgs) -> anyhow::Result<i32> {
     let mut stream = client::connect(&args.socket)
         .map_err(|e| unavailable(format!("cannot connect to {shown}: {e}")))?
         .ok_or_else(|| unavailable(format!("no server is listening at {shown}")))?;
-    match client::handshake(&mut stream, Purpose::Run, &[], &[]) {
+    match client::handshake(&mut stream, Purpose::Run, &[], &[], client::HANDSHAKE_WAIT) {
         Ok(Handshake::Welcome(server_pid)) => {
             crate::cli::run::finish(Connection { stream, server_pid }, false, None, None)
         }

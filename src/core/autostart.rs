@@ -78,7 +78,13 @@ fn welcome(
     tuning: &[u8],
     opening: &[u8],
 ) -> Result<Option<Connection>, Fatal> {
-    match client::handshake(&mut stream, Purpose::Run, tuning, opening) {
+    match client::handshake(
+        &mut stream,
+        Purpose::Run,
+        tuning,
+        opening,
+        client::HANDSHAKE_WAIT,
+    ) {
         Ok(Handshake::Welcome(server_pid)) => Ok(Some(Connection { stream, server_pid })),
         Ok(Handshake::Closed) => Ok(None),
         Err(crate::core::protocol::ProtocolError::Io(e)) if client::timed_out(&e) => {

@@ -60,9 +60,8 @@ pub enum Handshake {
 pub const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 
 /// Greets the server with the call's encoded tuning options and waits for
-/// its Welcome, at most [`HANDSHAKE_WAIT`] unless the stream has a shorter
-/// timeout of its own; then sends `opening` (frames that follow the
-/// Hello). The opening waits for the Welcome so that a call that gives up
+/// its Welcome, at most `wait` ([`HANDSHAKE_WAIT`] for a call); then sends
+/// `opening` (frames that follow the Hello). The opening waits for the Welcome so that a call that gives up
 /// on a stopped server has sent it nothing to run: if the server resumes
 /// later, it finds no record.
 pub fn handshake(
@@ -70,15 +69,10 @@ pub fn handshake(
     purpose: Purpose,
     tuning: &[u8],
     opening: &[u8],
+    wait: Duration,
 ) -> Result<Handshake, ProtocolError> {
     let hello = protocol::hello_with(purpose, tuning);
-    let (read_wait, write_wait) = (stream.read_timeout()?, stream.write_timeout()?);
-    stream.set_read_timeout(read_wait.or(Some(HANDSHAKE_WAIT)))?;
-    stream.set_write_timeout(write_wait.or(Some(HANDSHAKE_WAIT)))?;
-    let answer = greet(stream, &hello);
-    stream.set_read_timeout(read_wait)?;
-    stream.set_write_timeout(write_wait)?;
-    match answer {
+    match greet(stream, &hello, wait) {
         Ok(Handshake::Welcome(pid)) if !opening.is_empty() => match stream.write_all(opening) {
             Ok(()) => Ok(Handshake::Welcome(pid)),
             Err(e) => closed_or(e),
@@ -87,9 +81,20 @@ pub fn handshake(
     }
 }
 
-fn greet(stream: &mut UnixStream, hello: &[u8]) -> Result<Handshake, ProtocolError> {
+fn greet(
+    stream: &mut UnixStream,
+    hello: &[u8],
+    wait: Duration,
+) -> Result<Handshake, ProtocolError> {
+    // The Hello is a few bytes: it fits the socket buffer even of a
+    // stopped server.
     if let Err(e) = stream.write_all(hello) {
         return closed_or(e);
+    }
+    // One poll bounds the wait; no socket option is set and reset on the
+    // warm path. The Welcome is small enough to arrive whole.
+    if !readable_within(stream, wait) {
+        return Err(io::Error::from(io::ErrorKind::TimedOut).into());
     }
     match protocol::read_frame(stream) {
         Ok(Some(f)) if f.kind == Kind::Error => Err(ProtocolError::Io(io::Error::other(
@@ -166,15 +171,30 @@ pub fn ready_input() -> Opening {
 }
 
 fn readable_now(fd: &impl std::os::fd::AsFd) -> bool {
+    readable_within(fd, Duration::ZERO)
+}
+
+/// Whether `fd` has something to read (or its end was closed) within
+/// `wait`.
+fn readable_within(fd: &impl std::os::fd::AsFd, wait: Duration) -> bool {
     let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-    let zero = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    let ts = rustix::time::Timespec {
+        tv_sec: wait.as_secs() as i64,
+        tv_nsec: wait.subsec_nanos() as i64,
     };
-    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(1))
-        && fds[0]
-            .revents()
-            .intersects(rustix::event::PollFlags::IN | rustix::event::PollFlags::HUP)
+    loop {
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(1) => {
+                return fds[0].revents().intersects(
+                    rustix::event::PollFlags::IN
+                        | rustix::event::PollFlags::HUP
+                        | rustix::event::PollFlags::ERR,
+                );
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// How long a call with `-w` waits for any word from its server, which

@@ -31,7 +31,7 @@ pub fn request(f: &Found, command: &str) -> anyhow::Result<Option<u32>> {
     };
     stream.set_read_timeout(Some(ANSWER_WAIT))?;
     stream.set_write_timeout(Some(ANSWER_WAIT))?;
-    let pid = match client::handshake(&mut stream, Purpose::Control, &[], &[])? {
+    let pid = match client::handshake(&mut stream, Purpose::Control, &[], &[], ANSWER_WAIT)? {
         Handshake::Welcome(pid) => pid,
         Handshake::Closed => return Ok(None),
     };
