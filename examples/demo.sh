@@ -3,8 +3,12 @@
 # then through `viasock run` several times, and print how long each took.
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-viasock=$PWD/target/release/viasock
+echo "Building viasock (release; the first build takes a few minutes)..."
+# Where cargo put it, whatever the target directory (CARGO_TARGET_DIR).
+viasock=$(cargo build --release --message-format=json-render-diagnostics |
+    sed -n 's/.*"executable":"\([^"]*\/viasock\)".*/\1/p' | tail -n 1)
+[ -x "$viasock" ] || { echo "demo: the build did not give a viasock binary" >&2; exit 1; }
+echo
 tool=$PWD/examples/slow-upper
 state=$(mktemp -d)
 export VIASOCK_DIR="$state/state"

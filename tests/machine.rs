@@ -456,6 +456,15 @@ fn a_call_that_gave_up_on_a_stopped_server_is_never_run_later() {
         "ok first\n"
     );
     let server = stop_the_server(&w);
+    // Both ways a call's input can go: ready at once (a file: it goes
+    // with the Hello) and later (a pipe written after the start).
+    std::fs::write(w.work.join("given-up"), "given up from a file\n").unwrap();
+    let from_file = w
+        .cmd(&["run", "./side.sh"])
+        .stdin(std::fs::File::open(w.work.join("given-up")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(from_file.status.code(), Some(69), "{from_file:?}");
     let out = w.run(&["run", "./side.sh"], b"given up\n");
     assert_eq!(out.status.code(), Some(69), "{out:?}");
     signal(server.into(), "CONT");

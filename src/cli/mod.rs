@@ -19,6 +19,7 @@ mod exec_tool;
 mod kill;
 mod logs;
 mod ls;
+mod quick;
 mod restart;
 mod run;
 mod select;
@@ -121,7 +122,7 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, PartialEq)]
 pub struct RunArgs {
     #[command(flatten)]
     pub tool: ToolArgs,
@@ -212,7 +213,7 @@ pub struct LogsArgs {
 
 /// The tool and the options of SPEC 1 that shape its server. Long names are
 /// the original viasock's, so existing command lines keep working.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args, PartialEq)]
 pub struct ToolArgs {
     /// Regex: an input line matching it (at its start) ends a record; '' makes every line a record.
     #[arg(short = 't', long, value_name = "PATTERN")]
@@ -285,12 +286,13 @@ pub struct ToolArgs {
 }
 
 impl ToolArgs {
-    /// Validates the options into a [`ToolSpec`].
+    /// The options as a [`ToolSpec`]; its patterns are not compiled yet
+    /// (see [`Framing::check`]).
     pub fn spec(&self) -> Result<ToolSpec, Fatal> {
         let Some((program, args)) = self.command.split_first() else {
             return Err(Fatal::new(status::USAGE, "no PROGRAM given"));
         };
-        let spec = ToolSpec {
+        Ok(ToolSpec {
             program: program.clone(),
             args: args.to_vec(),
             framing: self.framing(),
@@ -302,32 +304,15 @@ impl ToolArgs {
             watch: self.watch.clone(),
             env: self.env.clone(),
             log: self.log.clone(),
-        };
-        for (flag, pattern) in [
-            ("-t", &spec.framing.input_terminator),
-            ("-T", &spec.framing.output_terminator),
-        ] {
-            // Checked as given, so that the message shows the user's
-            // pattern, not the anchored one built from it.
-            if let Err(e) = regex::Regex::new(pattern) {
-                let why = match &e {
-                    regex::Error::Syntax(text) => text
-                        .lines()
-                        .rev()
-                        .find_map(|l| l.strip_prefix("error: "))
-                        .unwrap_or("not a valid pattern")
-                        .to_owned(),
-                    other => other.to_string(),
-                };
-                return Err(Fatal::new(
-                    status::USAGE,
-                    format!(
-                        "bad {flag} pattern {}: {why}",
-                        crate::core::shell::quote(pattern.as_ref())
-                    ),
-                ));
-            }
-        }
+        })
+    }
+
+    /// The options as a [`ToolSpec`] whose patterns compile.
+    pub fn checked_spec(&self) -> Result<ToolSpec, Fatal> {
+        let spec = self.spec()?;
+        spec.framing
+            .check()
+            .map_err(|why| Fatal::new(status::USAGE, why))?;
         Ok(spec)
     }
 }
@@ -374,10 +359,14 @@ const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
 impl Cli {
     /// The state directory of `run`, `serve` and `start`.
     pub fn state_dir(&self) -> PathBuf {
-        self.dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".viasock"))
+        state_dir(self.dir.as_deref())
     }
+}
+
+/// The state directory `--dir` (or `VIASOCK_DIR`) names, `./.viasock` by
+/// default.
+fn state_dir(dir: Option<&std::path::Path>) -> PathBuf {
+    dir.map_or_else(|| PathBuf::from(".viasock"), std::path::Path::to_owned)
 }
 
 /// `--framing` takes the names of [`NAMED`], each explained in `--help`.
@@ -393,7 +382,7 @@ fn framing_names() -> clap::builder::PossibleValuesParser {
 const MAX_SECS: f64 = 100.0 * 365.0 * 86_400.0;
 
 /// Seconds (`90`, `1.5`) or a human duration (`90s`, `10m`, `1h30m`).
-fn parse_secs(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     let d = match s.parse::<f64>() {
         Ok(secs) if secs.is_nan() => return Err(format!("not a number of seconds: {s}")),
         // Not rounded down to 0, which would mean "never".
@@ -459,7 +448,11 @@ fn usage_error(e: &clap::Error) -> String {
 
 /// Parses the command line, runs the command and returns its exit status.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if let Some(q) = quick::run(&argv, std::env::var_os("VIASOCK_DIR").as_deref()) {
+        return exit(run::run(&state_dir(q.dir.as_deref()), &q.args));
+    }
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         // --help and --version print as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
@@ -468,8 +461,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(status::USAGE as u8);
         }
     };
-    let result = match &cli.command {
-        Command::Run(a) => run::run(&cli, a),
+    exit(match &cli.command {
+        Command::Run(a) => run::run(&cli.state_dir(), a),
         Command::Serve(a) => serve::serve(&cli, a),
         Command::Client(a) => client::client(a),
         Command::Start(a) => start::start(&cli, a),
@@ -481,7 +474,11 @@ pub fn main() -> ExitCode {
         Command::Detect(a) => detect::detect(a),
         Command::ExecTool(a) => exec_tool::exec_tool(a),
         Command::Completions(a) => completions(a.shell),
-    };
+    })
+}
+
+/// Prints a command's error, if any, and gives its exit status.
+fn exit(result: anyhow::Result<i32>) -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(e) => {

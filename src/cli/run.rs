@@ -3,14 +3,15 @@
 
 use std::path::Path;
 
-use crate::cli::{Cli, RunArgs};
+use crate::cli::RunArgs;
 use crate::core::autostart::{self, Connection, Target};
 use crate::core::client;
 use crate::core::identity;
 use crate::core::paths::StateDir;
 use crate::core::{Fatal, status};
 
-pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
+/// `state_dir`: as `--dir` gave it, relative to the working directory.
+pub fn run(state_dir: &Path, args: &RunArgs) -> anyhow::Result<i32> {
     let spec = args.tool.spec()?;
     let cwd = std::env::current_dir().map_err(|e| {
         Fatal::new(
@@ -18,7 +19,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
             format!("cannot read the working directory: {e}"),
         )
     })?;
-    let dir = StateDir::new(&cli.state_dir(), &cwd);
+    let dir = StateDir::new(state_dir, &cwd);
     let skip = std::fs::canonicalize(dir.root()).ok();
     let id = identity::compute(&spec, &cwd, skip.as_deref())
         .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;

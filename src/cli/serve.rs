@@ -27,7 +27,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
 }
 
 fn listen_and_serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
-    let spec = args.tool.spec()?;
+    let spec = args.tool.checked_spec()?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let dir = StateDir::new(&cli.state_dir(), &cwd);
     dir.ensure()

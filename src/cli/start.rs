@@ -9,7 +9,7 @@ use crate::core::paths::StateDir;
 use crate::core::{Fatal, client, status};
 
 pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
-    let spec = args.tool.spec()?;
+    let spec = args.tool.checked_spec()?;
     let cwd = std::env::current_dir().map_err(|e| {
         Fatal::new(
             status::FAILURE,

@@ -50,13 +50,24 @@ pub struct Target<'a> {
 pub fn connect_or_start(t: &Target, no_spawn: bool, opening: &[u8]) -> Result<Connection, Fatal> {
     let socket = t.dir.socket(&t.id);
     for _ in 0..ATTEMPTS {
-        if !t.dir.verify().map_err(unavailable)? && no_spawn {
-            return Err(no_server(&socket));
-        }
-        let stream = match client::connect(&socket).map_err(unavailable)? {
+        let found = match t.dir.verify().map_err(unavailable)? {
+            true => client::connect(&socket).map_err(unavailable)?,
+            false => None,
+        };
+        let stream = match found {
             Some(s) => s,
-            None if no_spawn => return Err(no_server(&socket)),
-            None => start(t, &socket)?,
+            None => {
+                // Only now: a server that listens was started with the
+                // same patterns (they are part of the id), which passed.
+                t.spec
+                    .framing
+                    .check()
+                    .map_err(|why| Fatal::new(status::USAGE, why))?;
+                if no_spawn {
+                    return Err(no_server(&socket));
+                }
+                start(t, &socket)?
+            }
         };
         if let Some(c) = welcome(stream, &t.id, &t.tuning, opening)? {
             return Ok(c);

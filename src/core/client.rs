@@ -59,11 +59,12 @@ pub enum Handshake {
 /// as it reads the Hello: one that takes longer is stopped or wedged.
 pub const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 
-/// Greets the server with the call's encoded tuning options and waits for
-/// its Welcome, at most `wait` ([`HANDSHAKE_WAIT`] for a call); then sends
-/// `opening` (frames that follow the Hello). The opening waits for the Welcome so that a call that gives up
-/// on a stopped server has sent it nothing to run: if the server resumes
-/// later, it finds no record.
+/// Greets the server with the call's encoded tuning options and the
+/// `opening` (frames that follow the Hello), in one write, and waits for
+/// its Welcome, at most `wait` ([`HANDSHAKE_WAIT`] for a call). A server
+/// that reads the Hello of a caller that has already given up (it waited
+/// out a stopped server) cannot welcome it on the closed socket, so
+/// nothing of that call is run later.
 pub fn handshake(
     stream: &mut UnixStream,
     purpose: Purpose,
@@ -71,14 +72,9 @@ pub fn handshake(
     opening: &[u8],
     wait: Duration,
 ) -> Result<Handshake, ProtocolError> {
-    let hello = protocol::hello_with(purpose, tuning);
-    match greet(stream, &hello, wait) {
-        Ok(Handshake::Welcome(pid)) if !opening.is_empty() => match stream.write_all(opening) {
-            Ok(()) => Ok(Handshake::Welcome(pid)),
-            Err(e) => closed_or(e),
-        },
-        other => other,
-    }
+    let mut hello = protocol::hello_with(purpose, tuning);
+    hello.extend_from_slice(opening);
+    greet(stream, &hello, wait)
 }
 
 fn greet(
@@ -86,8 +82,8 @@ fn greet(
     hello: &[u8],
     wait: Duration,
 ) -> Result<Handshake, ProtocolError> {
-    // The Hello is a few bytes: it fits the socket buffer even of a
-    // stopped server.
+    // The Hello and at most one chunk of input: they fit the socket
+    // buffer even of a stopped server.
     if let Err(e) = stream.write_all(hello) {
         return closed_or(e);
     }

@@ -154,6 +154,35 @@ impl Framing {
         out
     }
 
+    /// Whether both patterns compile; if not, why, naming the user's
+    /// pattern (not the anchored one built from it). A server is only
+    /// started for a framing that passes, so a call that finds its server
+    /// has no need to ask: compiling a pattern costs more than the rest
+    /// of a warm call.
+    pub fn check(&self) -> Result<(), String> {
+        for (flag, pattern) in [
+            ("-t", &self.input_terminator),
+            ("-T", &self.output_terminator),
+        ] {
+            if let Err(e) = regex::Regex::new(pattern) {
+                let why = match &e {
+                    regex::Error::Syntax(text) => text
+                        .lines()
+                        .rev()
+                        .find_map(|l| l.strip_prefix("error: "))
+                        .unwrap_or("not a valid pattern")
+                        .to_owned(),
+                    other => other.to_string(),
+                };
+                return Err(format!(
+                    "bad {flag} pattern {}: {why}",
+                    shell::quote(pattern.as_ref())
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The name of a named framing that is exactly this one.
     pub fn name(&self) -> Option<&'static str> {
         NAMED.iter().find(|n| n.framing() == *self).map(|n| n.name)

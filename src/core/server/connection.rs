@@ -44,6 +44,9 @@ pub(super) async fn handle(
             return Err(e);
         }
     };
+    // A caller that gave up (it waited out a stopped server) has closed
+    // its socket: this write fails, and nothing of the input that came
+    // with its Hello is run.
     wr.write_all(&protocol::welcome(std::process::id())).await?;
     match purpose {
         Purpose::Run => {
