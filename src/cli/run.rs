@@ -20,9 +20,8 @@ pub fn run(state_dir: &Path, args: &RunArgs) -> anyhow::Result<i32> {
         )
     })?;
     let dir = StateDir::new(state_dir, &cwd);
-    let skip = std::fs::canonicalize(dir.root()).ok();
-    let id = identity::compute(&spec, &cwd, skip.as_deref())
-        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let id =
+        identity::compute(&spec, &cwd).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let log = spec
         .log
         .as_ref()

@@ -32,9 +32,8 @@ fn listen_and_serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
     let dir = StateDir::new(&cli.state_dir(), &cwd);
     dir.ensure()
         .map_err(|e| Fatal::new(status::UNAVAILABLE, e.to_string()))?;
-    let skip = std::fs::canonicalize(dir.root()).ok();
-    let id = identity::compute(&spec, &cwd, skip.as_deref())
-        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let id =
+        identity::compute(&spec, &cwd).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let log = spec.log.as_ref().map(|l| cwd.join(l));
     init_logging(log.as_deref())?;
     // A panic is a bug: its message goes to the log, where one looks.

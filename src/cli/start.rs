@@ -17,9 +17,8 @@ pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
         )
     })?;
     let dir = StateDir::new(&cli.state_dir(), &cwd);
-    let skip = std::fs::canonicalize(dir.root()).ok();
-    let id = identity::compute(&spec, &cwd, skip.as_deref())
-        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let id =
+        identity::compute(&spec, &cwd).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let log = spec
         .log
         .as_ref()

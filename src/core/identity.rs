@@ -3,11 +3,11 @@
 //! server and an unchanged one finds the warm server.
 //!
 //! `run` computes it on every call to find the socket; a server recomputes it
-//! every two seconds to notice that it went stale. It must stay cheap: one
-//! `stat` per argument, plus a bounded walk of directories named on the
-//! command line.
+//! every two seconds to notice that it went stale. It must stay cheap and
+//! cost the same whatever the size of a model: one `stat` per argument. A
+//! directory is stamped by its path and inode; what is beneath it is
+//! guarded by the server, which watches it (`core::watch`).
 
-use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
@@ -18,10 +18,6 @@ use sha2::{Digest, Sha256};
 
 use crate::core::config::ToolSpec;
 use crate::core::protocol;
-
-/// Most directory entries one identity walks; beyond it the rest of the tree
-/// is not looked at (the README says so).
-pub const WALK_LIMIT: usize = 10_000;
 
 /// A server id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,23 +95,19 @@ pub fn resolve_program(program: &OsStr, cwd: &Path) -> Result<PathBuf, IdentityE
     })
 }
 
-/// Computes the id of `spec` run from `cwd`. Walks skip `skip` (the state
-/// directory, whose sockets and logs change all the time).
-pub fn compute(spec: &ToolSpec, cwd: &Path, skip: Option<&Path>) -> Result<Id, IdentityError> {
+/// Computes the id of `spec` run from `cwd`.
+pub fn compute(spec: &ToolSpec, cwd: &Path) -> Result<Id, IdentityError> {
     let program = resolve_program(&spec.program, cwd)?;
-    let mut h = Hasher {
-        sha: Sha256::new(),
-        budget: WALK_LIMIT,
-        skip,
-        walked: HashSet::new(),
-    };
+    let mut h = Hasher { sha: Sha256::new() };
     h.put(b"version", &protocol::VERSION.to_be_bytes());
     h.put(b"host", rustix::system::uname().nodename().to_bytes());
     h.put(b"cwd", cwd.as_os_str().as_bytes());
     h.stamp(b"program", &program);
     for arg in &spec.args {
         h.put(b"arg", arg.as_bytes());
-        h.stamp_arg(arg, cwd);
+        for (tag, path) in arg_paths(arg, cwd) {
+            h.stamp(tag, &path);
+        }
     }
     for w in &spec.watch {
         h.put(b"watch", w.as_os_str().as_bytes());
@@ -141,15 +133,39 @@ pub fn compute(spec: &ToolSpec, cwd: &Path, skip: Option<&Path>) -> Result<Id, I
     Ok(Id(h.sha.finalize().into()))
 }
 
-struct Hasher<'a> {
-    sha: Sha256,
-    budget: usize,
-    skip: Option<&'a Path>,
-    /// Directories walked so far (device, inode), so that symlink loops end.
-    walked: HashSet<(u64, u64)>,
+/// Every path the id of `spec` stamps, existing or not: the program, what
+/// the arguments name, the `--watch` paths. What a server watches.
+pub fn named_paths(spec: &ToolSpec, cwd: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = resolve_program(&spec.program, cwd).into_iter().collect();
+    for arg in &spec.args {
+        paths.extend(arg_paths(arg, cwd).map(|(_, p)| p));
+    }
+    paths.extend(spec.watch.iter().map(|w| cwd.join(w)));
+    paths
 }
 
-impl Hasher<'_> {
+/// The paths an argument may name: itself whole, and the value of
+/// `--opt=value`.
+fn arg_paths<'a>(
+    arg: &'a OsStr,
+    cwd: &'a Path,
+) -> impl Iterator<Item = (&'static [u8], PathBuf)> + 'a {
+    let bytes = arg.as_bytes();
+    let whole = (!bytes.is_empty()).then(|| (&b"file"[..], cwd.join(arg)));
+    let value = bytes
+        .iter()
+        .position(|&b| b == b'=')
+        .map(|eq| &bytes[eq + 1..])
+        .filter(|v| !v.is_empty())
+        .map(|v| (&b"value-file"[..], cwd.join(OsStr::from_bytes(v))));
+    whole.into_iter().chain(value)
+}
+
+struct Hasher {
+    sha: Sha256,
+}
+
+impl Hasher {
     /// A tagged, length-prefixed field, so no two inputs hash alike.
     fn put(&mut self, tag: &[u8], data: &[u8]) {
         self.sha.update((tag.len() as u64).to_be_bytes());
@@ -158,10 +174,10 @@ impl Hasher<'_> {
         self.sha.update(data);
     }
 
-    /// Size, mtime and inode of a file. A directory's own size and mtime
-    /// only change when entries come and go, which the walk sees by name;
-    /// they are left out so that a file written next to a model (or the
-    /// state directory appearing in `.`) does not change the id.
+    /// Size, mtime and inode of a file. A directory counts by its inode
+    /// alone: its own size and mtime change when any entry comes or goes
+    /// (the state directory appearing in `.`), and what is beneath it is
+    /// the server's to watch.
     fn put_meta(&mut self, meta: &Metadata) {
         if meta.is_dir() {
             self.put(b"dir", &meta.ino().to_be_bytes());
@@ -175,21 +191,7 @@ impl Hasher<'_> {
         self.put(b"meta", &b);
     }
 
-    /// An argument names a file either whole or as the value of `--opt=value`.
-    fn stamp_arg(&mut self, arg: &OsStr, cwd: &Path) {
-        let bytes = arg.as_bytes();
-        if !bytes.is_empty() {
-            self.stamp(b"file", &cwd.join(arg));
-        }
-        if let Some(eq) = bytes.iter().position(|&b| b == b'=') {
-            let value = &bytes[eq + 1..];
-            if !value.is_empty() {
-                self.stamp(b"value-file", &cwd.join(OsStr::from_bytes(value)));
-            }
-        }
-    }
-
-    /// Stamps an existing file or directory tree; false if there is none.
+    /// Stamps an existing file or directory; false if there is none.
     fn stamp(&mut self, tag: &[u8], path: &Path) -> bool {
         let Ok(meta) = fs::metadata(path) else {
             return false;
@@ -197,48 +199,7 @@ impl Hasher<'_> {
         let canon = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         self.put(tag, canon.as_os_str().as_bytes());
         self.put_meta(&meta);
-        if meta.is_dir() && self.walked.insert((meta.dev(), meta.ino())) {
-            self.walk(&canon, Path::new(""));
-        }
         true
-    }
-
-    /// Every entry beneath `root`, in name order, until the budget runs
-    /// out. Symlinks count as their target; a linked directory is walked
-    /// once (`models/current -> v3` is seen, a loop is not followed).
-    fn walk(&mut self, root: &Path, rel: &Path) {
-        let dir = root.join(rel);
-        let Ok(read) = fs::read_dir(&dir) else {
-            self.put(b"unreadable", rel.as_os_str().as_bytes());
-            return;
-        };
-        let mut entries: Vec<_> = read.filter_map(Result::ok).collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            if self.budget == 0 {
-                self.put(b"truncated", b"");
-                return;
-            }
-            let rel = rel.join(e.file_name());
-            if self.skip.is_some_and(|s| s == root.join(&rel)) {
-                continue;
-            }
-            self.budget -= 1;
-            self.put(b"entry", rel.as_os_str().as_bytes());
-            let Ok(lmeta) = e.metadata() else { continue };
-            let meta = if lmeta.file_type().is_symlink() {
-                match fs::metadata(root.join(&rel)) {
-                    Ok(target) => target,
-                    Err(_) => continue,
-                }
-            } else {
-                lmeta
-            };
-            self.put_meta(&meta);
-            if meta.is_dir() && self.walked.insert((meta.dev(), meta.ino())) {
-                self.walk(root, &rel);
-            }
-        }
     }
 }
 
@@ -282,65 +243,52 @@ mod tests {
         b.instances = 4;
         b.server_timeout = None;
         b.interleave = true;
-        assert_eq!(
-            compute(&a, &cwd, None).unwrap(),
-            compute(&b, &cwd, None).unwrap()
-        );
+        assert_eq!(compute(&a, &cwd).unwrap(), compute(&b, &cwd).unwrap());
         b.framing.input_terminator = "^$".into();
-        assert_ne!(
-            compute(&a, &cwd, None).unwrap(),
-            compute(&b, &cwd, None).unwrap()
-        );
+        assert_ne!(compute(&a, &cwd).unwrap(), compute(&b, &cwd).unwrap());
         let mut c = a.clone();
         c.framing.null_data = true;
-        assert_ne!(
-            compute(&a, &cwd, None).unwrap(),
-            compute(&c, &cwd, None).unwrap()
-        );
+        assert_ne!(compute(&a, &cwd).unwrap(), compute(&c, &cwd).unwrap());
         c.framing.null_data = false;
         c.framing.prelude_lines = 1;
-        assert_ne!(
-            compute(&a, &cwd, None).unwrap(),
-            compute(&c, &cwd, None).unwrap()
-        );
+        assert_ne!(compute(&a, &cwd).unwrap(), compute(&c, &cwd).unwrap());
     }
 
     #[test]
-    fn a_file_inside_an_argument_directory_counts() {
+    fn a_directory_costs_one_stamp_whatever_is_beneath_it() {
         let d = tempfile::tempdir().unwrap();
         let model = d.path().join("model");
         fs::create_dir_all(model.join("sub")).unwrap();
         fs::write(model.join("sub/weights"), "1").unwrap();
         let s = spec("cat", &["--model=model"]);
-        let before = compute(&s, d.path(), None).unwrap();
-        assert_eq!(before, compute(&s, d.path(), None).unwrap());
+        let before = compute(&s, d.path()).unwrap();
+        // What is beneath is the server's to watch, and a state directory
+        // appearing beside it changes nothing.
         fs::write(model.join("sub/weights"), "22").unwrap();
-        assert_ne!(before, compute(&s, d.path(), None).unwrap());
+        fs::create_dir(model.join(".viasock")).unwrap();
+        assert_eq!(before, compute(&s, d.path()).unwrap());
+        // Another directory at the same path is another model.
+        fs::rename(&model, d.path().join("old")).unwrap();
+        fs::create_dir(&model).unwrap();
+        assert_ne!(before, compute(&s, d.path()).unwrap());
     }
 
     #[test]
-    fn linked_directory_inside_a_model_counts_and_loops_end() {
-        let d = tempfile::tempdir().unwrap();
-        fs::create_dir_all(d.path().join("store/v3")).unwrap();
-        fs::create_dir_all(d.path().join("model")).unwrap();
-        fs::write(d.path().join("store/v3/weights"), "1").unwrap();
-        std::os::unix::fs::symlink("../store/v3", d.path().join("model/current")).unwrap();
-        std::os::unix::fs::symlink("../../model", d.path().join("store/v3/loop")).unwrap();
-        let s = spec("cat", &["model"]);
-        let before = compute(&s, d.path(), None).unwrap();
-        fs::write(d.path().join("store/v3/weights"), "22").unwrap();
-        assert_ne!(before, compute(&s, d.path(), None).unwrap());
-    }
-
-    #[test]
-    fn skipped_directory_is_not_walked() {
-        let d = tempfile::tempdir().unwrap();
-        let state = d.path().join(".viasock");
-        fs::create_dir(&state).unwrap();
-        let s = spec("cat", &["."]);
-        let canon = fs::canonicalize(&state).unwrap();
-        let before = compute(&s, d.path(), Some(&canon)).unwrap();
-        fs::write(state.join("noise"), "x").unwrap();
-        assert_eq!(before, compute(&s, d.path(), Some(&canon)).unwrap());
+    fn named_paths_are_what_the_id_stamps() {
+        let cwd = Path::new("/w");
+        let mut s = spec("sh", &["-m", "models/en", "--dict=d.txt", ""]);
+        s.watch = vec!["extra".into()];
+        let paths = named_paths(&s, cwd);
+        assert_eq!(paths[0], resolve_program(OsStr::new("sh"), cwd).unwrap());
+        for p in [
+            "/w/-m",
+            "/w/models/en",
+            "/w/--dict=d.txt",
+            "/w/d.txt",
+            "/w/extra",
+        ] {
+            assert!(paths.contains(&PathBuf::from(p)), "{p} in {paths:?}");
+        }
+        assert_eq!(paths.len(), 6, "{paths:?}");
     }
 }

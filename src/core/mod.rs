@@ -20,6 +20,7 @@ pub mod request;
 pub mod server;
 pub mod shell;
 pub mod state;
+pub mod watch;
 pub mod worker;
 
 /// An error that ends a command with a given exit status (SPEC 6). Its

@@ -195,12 +195,23 @@ impl Drop for KillOnDrop {
 pub const CALL_LIMIT: Duration = Duration::from_secs(60);
 
 pub fn write_executable(path: &Path, body: &str) {
-    // Written under another name and renamed, so the path never names a
-    // file open for writing (exec would fail with ETXTBSY).
+    // Exec fails with ETXTBSY while any process holds the file open for
+    // writing, and a child that another test thread is forking inherits
+    // our descriptors until its own exec. So the file that is run is
+    // written by a `cp` of its own, never opened for writing here, and
+    // renamed into place (a script being run keeps its old inode).
+    let src = path.with_extension("src~");
     let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, body).expect("write script");
+    std::fs::write(&src, body).expect("write script");
+    let copied = Command::new("cp")
+        .arg(&src)
+        .arg(&tmp)
+        .status()
+        .expect("run cp");
+    assert!(copied.success(), "cp {} failed", path.display());
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::fs::rename(&tmp, path).expect("rename script");
+    let _ = std::fs::remove_file(&src);
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {

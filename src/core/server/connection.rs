@@ -44,6 +44,11 @@ pub(super) async fn handle(
             return Err(e);
         }
     };
+    // Turned away unwelcomed, a caller tries again and finds (or starts)
+    // a server whose tool loaded what is there now.
+    if matches!(purpose, Purpose::Run) && shared.outdated() {
+        return Ok(());
+    }
     // A caller that gave up (it waited out a stopped server) has closed
     // its socket: this write fails, and nothing of the input that came
     // with its Hello is run.
@@ -366,18 +371,7 @@ impl Peer {
             .and_then(|pid| {
                 rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK).ok()
             })
-            .and_then(|fd| {
-                // SAFETY: an OwnedFd is a valid descriptor that stays open,
-                // and the same, for as long as the AsyncFd owns it.
-                #[allow(unsafe_code)]
-                let registered = unsafe {
-                    tokio::io::unix::AsyncFd::register_with_interest(
-                        fd,
-                        tokio::io::Interest::READABLE,
-                    )
-                };
-                registered.ok()
-            });
+            .and_then(super::readable);
         Self(fd)
     }
 

@@ -26,7 +26,7 @@ use crate::core::state::{self, Stats};
 use crate::core::worker::PoolConfig;
 
 use connection::handle;
-use identity_watch::watch_identity;
+use identity_watch::{react_to_changes, watch_identity, watch_model};
 use report::{snapshot, write_states};
 pub use shared::ServerConfig;
 use shared::{Mode, Shared};
@@ -70,8 +70,10 @@ pub async fn run(
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     let socket_meta = std::fs::metadata(&cfg.socket)?;
-    let socket_ino = socket_meta.ino();
-    let socket_id = (socket_meta.dev(), socket_ino);
+    let socket_id = (socket_meta.dev(), socket_meta.ino());
+    // Watched before the tool starts: whatever it loads, a change after
+    // that is seen.
+    let (model, unwatched) = watch_model(&cfg);
     let (mode, mut mode_rx) = watch::channel(Mode::Running);
     let shared = Arc::new(Shared {
         cfg,
@@ -82,6 +84,8 @@ pub async fn run(
         left: Notify::new(),
         mode,
         noted: Mutex::default(),
+        model: Mutex::new(model),
+        socket_id,
     });
     tracing::info!(
         pid = std::process::id(),
@@ -127,7 +131,8 @@ pub async fn run(
         start_ticks,
     ));
     tokio::spawn(watch_idle(shared.clone()));
-    tokio::spawn(watch_identity(shared.clone()));
+    tokio::spawn(watch_identity(shared.clone(), unwatched));
+    tokio::task::spawn_local(react_to_changes(shared.clone()));
     tokio::spawn(watch_socket(shared.clone(), socket_id));
     tokio::spawn(watch_signals(shared.clone()));
 
@@ -148,9 +153,7 @@ pub async fn run(
 
     // Nobody new can reach us once the socket is gone; those already in the
     // backlog are served.
-    if std::fs::metadata(&shared.cfg.socket).is_ok_and(|m| m.ino() == socket_ino) {
-        let _ = std::fs::remove_file(&shared.cfg.socket);
-    }
+    shared.withdraw();
     drain_backlog(&shared, &pool, listener, &done_tx);
     drop(done_tx);
 
@@ -289,6 +292,17 @@ fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc
         }
         drop(done);
     });
+}
+
+/// A descriptor the runtime tells us is readable (a pidfd, inotify).
+fn readable(fd: std::os::fd::OwnedFd) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: an OwnedFd is a valid descriptor that stays open, and the
+    // same, for as long as the AsyncFd owns it.
+    #[allow(unsafe_code)]
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    };
+    registered.ok()
 }
 
 /// Fails a call whose handler panicked, through a spare descriptor of its

@@ -1,9 +1,10 @@
 //! What every part of a server shares: its configuration, the mode it
 //! is in (running, draining, forced), and the counters its watches read.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use tokio::sync::{Notify, watch};
@@ -13,6 +14,7 @@ use crate::core::config::ToolSpec;
 use crate::core::identity::Id;
 use crate::core::paths::StateDir;
 use crate::core::records::Terminator;
+use crate::core::watch::ModelWatch;
 
 /// Everything a server needs to know, fixed at start.
 pub struct ServerConfig {
@@ -44,6 +46,12 @@ pub(super) struct Shared {
     pub(super) mode: watch::Sender<Mode>,
     /// Notes on calls' tuning options already logged.
     pub(super) noted: Mutex<std::collections::HashSet<String>>,
+    /// The files and trees the command names, watched since before its
+    /// tool started.
+    pub(super) model: Mutex<ModelWatch>,
+    /// Device and inode of the socket this server bound: what it removes
+    /// is its own, never a successor's.
+    pub(super) socket_id: (u64, u64),
 }
 
 impl Shared {
@@ -62,6 +70,39 @@ impl Shared {
                 "stopping ({why}){}",
                 if mode == Mode::Forced { ", forced" } else { "" }
             );
+        }
+    }
+
+    /// Whether this server must not take a new call: it is stale, or
+    /// something it watches has changed (then it becomes stale now and
+    /// leaves its socket, so that the caller, turned away without a
+    /// Welcome, reaches a fresh server when it tries again).
+    pub(super) fn outdated(&self) -> bool {
+        if self.stale.load(Ordering::SeqCst) {
+            self.withdraw();
+            return true;
+        }
+        let changed = self
+            .model
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .changed();
+        let Some(what) = changed else {
+            return false;
+        };
+        self.stale.store(true, Ordering::SeqCst);
+        self.withdraw();
+        self.stop(Mode::Draining, &format!("stale: {what} changed"));
+        true
+    }
+
+    /// Removes the socket, if it is still this server's: no new caller
+    /// can reach it.
+    pub(super) fn withdraw(&self) {
+        let ours =
+            std::fs::metadata(&self.cfg.socket).is_ok_and(|m| (m.dev(), m.ino()) == self.socket_id);
+        if ours {
+            let _ = std::fs::remove_file(&self.cfg.socket);
         }
     }
 
