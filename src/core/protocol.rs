@@ -278,8 +278,14 @@ pub async fn read_frame_async(
     }
     r.read_exact(&mut h[1..]).await?;
     let (kind, len) = parse_header(&h)?;
-    let mut payload = vec![0; len];
-    r.read_exact(&mut payload).await?;
+    // Read into the spare capacity: a payload is not zeroed first.
+    let mut payload = Vec::with_capacity(len);
+    while payload.len() < len {
+        let rest = (len - payload.len()) as u64;
+        if (&mut *r).take(rest).read_buf(&mut payload).await? == 0 {
+            return Err(ProtocolError::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
     Ok(Some(Frame { kind, payload }))
 }
 

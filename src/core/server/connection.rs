@@ -21,17 +21,22 @@ use super::shared::{Mode, Shared};
 /// can tell a live server from a stopped or wedged one.
 pub(super) const KEEPALIVE: Duration = Duration::from_secs(2);
 
+/// The buffer a connection's frames are read through.
+const READ_BUFFER: usize = 8 * 1024;
+
 pub(super) async fn handle(
     shared: &Shared,
     pool: &Rc<Pool>,
     stream: UnixStream,
+    peer: Peer,
 ) -> Result<(), ProtocolError> {
-    let peer = Peer::of(&stream);
     // Borrowed halves: dropping them does not shut the socket down, so a
     // handler that panics leaves it to the spare descriptor that reports it.
     let mut stream = stream;
     let (rd, mut wr) = stream.split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    // Small: it is zeroed at every call, and a big Data frame is read
+    // past it into its own buffer anyway.
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     let Some(hello) = protocol::read_frame_async(&mut rd).await? else {
         return Ok(());
     };
@@ -152,13 +157,14 @@ pub(super) async fn serve_client(
         let mut output = std::pin::pin!(output);
         let mut input_done = false;
         let mut peer_exited = false;
+        let mut exited = std::pin::pin!(peer.exited());
         loop {
             tokio::select! {
                 r = &mut output => break r,
                 _ = &mut input, if !input_done => input_done = true,
                 // A client that dies while it waits (for an instance, or
                 // for room in its queue) reads nothing that would tell.
-                _ = peer.exited(), if !peer_exited => {
+                _ = &mut exited, if !peer_exited => {
                     peer_exited = true;
                     req.set_gone();
                 }
@@ -358,30 +364,36 @@ pub(super) async fn control(
     Ok(())
 }
 
-/// The process at the other end of a connection, watched through a pidfd.
-pub(super) struct Peer(Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>);
+/// How long a call runs before its client is watched through a pidfd:
+/// most are over by then, and need none of its system calls.
+const PEER_WATCH_AFTER: Duration = Duration::from_millis(20);
+
+/// The process at the other end of a connection (its pid, from the
+/// socket's credentials).
+pub(super) struct Peer(Option<rustix::process::Pid>);
 
 impl Peer {
-    fn of(stream: &UnixStream) -> Self {
-        let fd = stream
-            .peer_cred()
-            .ok()
-            .and_then(|c| c.pid())
-            .and_then(rustix::process::Pid::from_raw)
-            .and_then(|pid| {
-                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK).ok()
-            })
-            .and_then(super::readable);
-        Self(fd)
+    pub(super) fn new(pid: Option<i32>) -> Self {
+        Self(pid.and_then(rustix::process::Pid::from_raw))
     }
 
-    /// Resolves once the peer process has exited (never, if unknown).
+    /// Resolves once the peer process has exited (never, if that cannot
+    /// be told), looked at from [`PEER_WATCH_AFTER`] on.
     async fn exited(&self) {
-        match &self.0 {
-            Some(fd) => {
-                let _ = fd.readable().await;
-            }
-            None => std::future::pending().await,
+        tokio::time::sleep(PEER_WATCH_AFTER).await;
+        let Some(pid) = self.0 else {
+            return std::future::pending().await;
+        };
+        match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK) {
+            // Gone already.
+            Err(rustix::io::Errno::SRCH) => {}
+            Err(_) => std::future::pending().await,
+            Ok(fd) => match super::readable(fd) {
+                Some(fd) => {
+                    let _ = fd.readable().await;
+                }
+                None => std::future::pending().await,
+            },
         }
     }
 }

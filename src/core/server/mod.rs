@@ -258,8 +258,8 @@ fn remove_lock(path: &std::path::Path) {
 
 fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc::Sender<()>) {
     let me = rustix::process::geteuid().as_raw();
-    match stream.peer_cred() {
-        Ok(c) if c.uid() == me => {}
+    let peer = match stream.peer_cred() {
+        Ok(c) if c.uid() == me => connection::Peer::new(c.pid()),
         Ok(c) => {
             tracing::warn!(uid = c.uid(), "refused a connection from another user");
             return;
@@ -268,7 +268,7 @@ fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc
             tracing::warn!("refused a connection without credentials: {e}");
             return;
         }
-    }
+    };
     let shared = shared.clone();
     let pool = pool.clone();
     let done = done.clone();
@@ -279,7 +279,8 @@ fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc
         // handler panics (a bug): the call fails with a message, and the
         // server serves on.
         let spare = rustix::io::dup(&stream).ok();
-        let handler = tokio::task::spawn_local(async move { handle(&shared, &pool, stream).await });
+        let handler =
+            tokio::task::spawn_local(async move { handle(&shared, &pool, stream, peer).await });
         match handler.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!("connection ended: {e}"),
