@@ -4,6 +4,8 @@
 //! shell (a C compiler and `make` for two rows, which are left out
 //! without them), and prints a table of target against measured: medians
 //! of interleaved runs, whole processes, as a user would time them.
+//! `VIASOCK_BENCH_BIN=PATH` measures another build of viasock (the musl
+//! one, say) with the same harness.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const VIASOCK: &str = env!("CARGO_BIN_EXE_viasock");
+/// The binary measured: this build's, or `VIASOCK_BENCH_BIN`.
+fn viasock_bin() -> PathBuf {
+    std::env::var_os("VIASOCK_BENCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_viasock")),
+        PathBuf::from,
+    )
+}
 
 /// Runs of each command in the warm-call rows.
 const WARM_RUNS: usize = 400;
@@ -43,6 +51,7 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let state = tmp.path().join("state");
     let b = Bench { tmp, state };
+    println!("measuring {}", viasock_bin().display());
     let mut rows = Vec::new();
     rows.extend(b.warm_call());
     rows.extend(b.model_sizes());
@@ -71,7 +80,7 @@ impl Bench {
     }
 
     fn viasock(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(VIASOCK);
+        let mut c = Command::new(viasock_bin());
         c.args(args)
             .env("VIASOCK_DIR", &self.state)
             .env("XDG_RUNTIME_DIR", self.tmp.path())
@@ -94,36 +103,35 @@ impl Bench {
     }
 
     /// Medians of `commands` run in turn `WARM_RUNS` times, each whole
-    /// process from spawn to exit with one line from a file on stdin (as
-    /// `cmd < file`), after one run each to warm up.
+    /// process from spawn to exit with one line from a file on stdin and
+    /// its output thrown away (as hyperfine runs a command), after one run
+    /// each whose output is checked.
     fn interleaved(&self, commands: &mut [Command]) -> Vec<Duration> {
         let input = self.cwd().join("one-line");
         std::fs::write(&input, "hello\n").expect("input");
-        let one = |c: &mut Command| -> Duration {
-            let stdin = std::fs::File::open(&input).expect("input");
-            let start = Instant::now();
+        let stdin = || std::fs::File::open(&input).expect("input");
+        for c in commands.iter_mut() {
             let out = c
-                .stdin(stdin)
+                .stdin(stdin())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .output()
                 .expect("spawn");
-            let took = start.elapsed();
             assert_eq!(
                 out.stdout,
                 b"hello\n",
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            took
-        };
-        for c in commands.iter_mut() {
-            one(c);
         }
         let mut times = vec![Vec::with_capacity(WARM_RUNS); commands.len()];
         for _ in 0..WARM_RUNS {
             for (c, t) in commands.iter_mut().zip(&mut times) {
-                t.push(one(c));
+                c.stdin(stdin()).stdout(Stdio::null()).stderr(Stdio::null());
+                let start = Instant::now();
+                let status = c.status().expect("spawn");
+                t.push(start.elapsed());
+                assert!(status.success(), "{c:?} failed: {status}");
             }
         }
         times.iter_mut().map(|t| median(t)).collect()
@@ -509,7 +517,7 @@ impl Bench {
             took
         };
         let direct = make("");
-        let via = make(&format!("{VIASOCK} run"));
+        let via = make(&format!("{} run", viasock_bin().display()));
         println!(
             "make -j4, 50 files, a tool that loads for 1 s: {:.2} s directly, {:.2} s through \
              viasock (its first call starts the server)",

@@ -1,5 +1,5 @@
 //! State files, the registry, and `ls`, `kill`, `restart`, `logs`,
-//! `start` (SPEC 1, 7).
+//! `start`.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Fault injection (SPEC 4-6): tools that break the protocol or die in
+//! Fault injection: tools that break the protocol or die in
 //! awkward places, clients that go away, servers that are killed, stale or
 //! restarted while calls arrive. Real binary, real tool processes.
 

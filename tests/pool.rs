@@ -1,4 +1,4 @@
-//! Concurrency (SPEC 5): `-j N` instances with FIFO waiting, and
+//! Concurrency: `-j N` instances with FIFO waiting, and
 //! `--interleave` sharing of instances record by record.
 
 mod common;

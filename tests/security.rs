@@ -1,4 +1,4 @@
-//! Security (SPEC 4, 7): private state directories and registry, private
+//! Security: private state directories and registry, private
 //! files, peer checks, and no symlink ever followed.
 
 mod common;

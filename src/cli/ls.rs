@@ -27,7 +27,7 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The aligned table, columns as SPEC 7 lists them.
+/// The aligned table, columns as the README lists them.
 pub fn table(found: &[Found], now: SystemTime) -> String {
     let mut rows = vec![
         [

@@ -1,5 +1,5 @@
 //! The command line: clap definitions, one module per subcommand, and the
-//! mapping of errors to exit statuses (SPEC 6).
+//! mapping of errors to exit statuses.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -211,7 +211,7 @@ pub struct LogsArgs {
     pub lines: usize,
 }
 
-/// The tool and the options of SPEC 1 that shape its server. Long names are
+/// The tool and the options that shape its server. Long names are
 /// the original viasock's, so existing command lines keep working.
 #[derive(Debug, Default, Args, PartialEq)]
 pub struct ToolArgs {

@@ -1,4 +1,4 @@
-//! Finding or starting the server for a command (SPEC 4).
+//! Finding or starting the server for a command.
 //!
 //! Connect first; only if nobody answers, take the command's lock, look
 //! once more, and start `viasock serve` in a new session. The server says

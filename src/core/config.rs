@@ -1,5 +1,5 @@
 //! The validated description of a served tool, shared by `run`, `serve` and
-//! `start`: what to run and the options of SPEC 1 that shape its server.
+//! `start`: what to run and the options that shape its server.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};

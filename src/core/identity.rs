@@ -1,4 +1,4 @@
-//! Server identity (SPEC 2): the SHA-256 of everything that decides what a
+//! Server identity: the SHA-256 of everything that decides what a
 //! tool's output is, so that a changed tool, model or option gets a fresh
 //! server and an unchanged one finds the warm server.
 //!
@@ -50,7 +50,7 @@ pub enum IdentityError {
 }
 
 impl IdentityError {
-    /// The exit status of SPEC 6, as a shell would give it.
+    /// The exit status, as a shell would give it.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::NotFound(_) => 127,

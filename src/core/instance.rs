@@ -356,7 +356,7 @@ impl ToolStderr {
     }
 }
 
-/// The exit status of SPEC 6 for a finished tool, and words for it.
+/// The exit status of `run` for a finished tool, and words for it.
 pub fn exit_code(s: ExitStatus) -> (i32, String) {
     match (s.code(), s.signal()) {
         (Some(c), _) => (c, format!("exited with status {c}")),

@@ -23,7 +23,7 @@ pub mod state;
 pub mod watch;
 pub mod worker;
 
-/// An error that ends a command with a given exit status (SPEC 6). Its
+/// An error that ends a command with a given exit status. Its
 /// message is printed once, as `viasock: MESSAGE`.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -41,7 +41,7 @@ impl Fatal {
     }
 }
 
-/// Exit statuses of SPEC 6 that viasock itself gives.
+/// Exit statuses that viasock itself gives (the README lists them all).
 pub mod status {
     pub const FAILURE: i32 = 1;
     pub const USAGE: i32 = 2;

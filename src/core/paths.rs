@@ -1,4 +1,4 @@
-//! The state directory (SPEC 4, 7): where sockets, locks and logs live, who
+//! The state directory: where sockets, locks and logs live, who
 //! may own it, and how to reach a socket whose path is too long for
 //! `sun_path`.
 //!

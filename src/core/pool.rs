@@ -1,4 +1,4 @@
-//! The server's tool instances (SPEC 5): up to `-j N` [`Worker`]s, and who
+//! The server's tool instances: up to `-j N` [`Worker`]s, and who
 //! gets which.
 //!
 //! Default mode: a request gets a worker of its own. It takes a free one,

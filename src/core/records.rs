@@ -1,4 +1,4 @@
-//! Record splitting by terminator pattern (SPEC 3).
+//! Record splitting by terminator pattern.
 //!
 //! A record is a run of lines whose last line matches the terminator. The
 //! server splits both directions with a [`Splitter`]: client input, to know

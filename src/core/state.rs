@@ -1,4 +1,4 @@
-//! State files and the instance registry (SPEC 7): what a server tells the
+//! State files and the instance registry: what a server tells the
 //! world about itself, and how `ls`, `kill`, `restart`, `logs` and `top`
 //! find every server of the user.
 //!

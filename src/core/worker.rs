@@ -1,5 +1,5 @@
 //! A worker: one tool instance run as a task, serving the requests attached
-//! to it (SPEC 5).
+//! to it.
 //!
 //! A connection handler turns its client's input into whole records and
 //! queues them on its [`Request`]; the worker writes queued records to the
@@ -276,7 +276,7 @@ impl Worker {
                 }
                 if self.never_started(&inst, feed.fed()) {
                     if let Some(pool) = self.pool.upgrade() {
-                        // It never got going (SPEC 4): those waiting for it
+                        // It never got going: those waiting for it
                         // get this, not one more start each.
                         pool.start_failed(f.clone());
                     }

@@ -1,4 +1,4 @@
-//! `viasock top`: a live monitor of the user's servers (SPEC 8).
+//! `viasock top`: a live monitor of the user's servers.
 //!
 //! The loop reads the servers' state files (through core) at least twice a
 //! second, feeds keys and snapshots to [`app::App::update`], runs the

@@ -1,4 +1,4 @@
-//! The server (SPEC 4, 5): listens on the command's socket, hands each
+//! The server: listens on the command's socket, hands each
 //! client the tool instance in arrival order, and stops on idle, staleness,
 //! a control request or a signal.
 //!
