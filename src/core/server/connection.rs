@@ -1,6 +1,7 @@
 //! One connection: the handshake, then a call (the client's records to
 //! the pool, the answers back, the final status) or a control request.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -29,6 +30,7 @@ pub(super) async fn handle(
     pool: &Rc<Pool>,
     stream: UnixStream,
     peer: Peer,
+    welcomed: Rc<Cell<bool>>,
 ) -> Result<(), ProtocolError> {
     // Borrowed halves: dropping them does not shut the socket down, so a
     // handler that panics leaves it to the spare descriptor that reports it.
@@ -49,21 +51,94 @@ pub(super) async fn handle(
             return Err(e);
         }
     };
-    // Turned away unwelcomed, a caller tries again and finds (or starts)
-    // a server whose tool loaded what is there now.
-    if matches!(purpose, Purpose::Run) && shared.outdated() {
-        return Ok(());
-    }
-    // A caller that gave up (it waited out a stopped server) has closed
-    // its socket: this write fails, and nothing of the input that came
-    // with its Hello is run.
-    wr.write_all(&protocol::welcome(std::process::id())).await?;
+    let welcome = protocol::welcome(std::process::id());
     match purpose {
         Purpose::Run => {
+            // Turned away unwelcomed, a caller tries again and finds (or
+            // starts) a server whose tool loaded what is there now.
+            if shared.outdated() {
+                return Ok(());
+            }
+            // A caller that gave up (it waited out a stopped server) has
+            // closed its socket: nothing of the input that came with its
+            // Hello is run.
+            if caller_left(rd.get_ref().as_ref()) {
+                tracing::info!("a caller left before its call was read; nothing of it is run");
+                return Ok(());
+            }
             let tuning = Tuning::decode(protocol::hello_tuning(&hello));
-            serve_client(shared, pool, &peer, &tuning, &mut rd, &mut wr).await
+            let mut answers = Answers::new(&mut wr, welcome, welcomed);
+            serve_client(shared, pool, &peer, &tuning, &mut rd, &mut answers).await
         }
-        Purpose::Control => control(shared, pool, &mut rd, &mut wr).await,
+        Purpose::Control => {
+            welcomed.set(true);
+            wr.write_all(&welcome).await?;
+            control(shared, pool, &mut rd, &mut wr).await
+        }
+    }
+}
+
+/// Whether the caller has closed its socket already.
+fn caller_left(stream: &UnixStream) -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    // No events asked for: a hang-up is reported anyway.
+    let mut fds = [PollFd::new(stream, PollFlags::empty())];
+    let now = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(1))
+        && fds[0].revents().contains(PollFlags::HUP)
+}
+
+/// How long a call's Welcome may wait for its first answer to go with.
+const WELCOME_WAIT: Duration = Duration::from_millis(5);
+
+/// What a call sends its client, the Welcome first. The Welcome goes in
+/// the same write as the first frame the call has to send, or alone once
+/// [`WELCOME_WAIT`] has passed: a quick call wakes its client once, not
+/// twice.
+pub(super) struct Answers<'a, W> {
+    wr: &'a mut W,
+    welcome: Option<Vec<u8>>,
+    due: tokio::time::Instant,
+    /// Set once the Welcome is on its way, for whoever reports a panic.
+    welcomed: Rc<Cell<bool>>,
+}
+
+impl<'a, W: tokio::io::AsyncWrite + Unpin> Answers<'a, W> {
+    pub(super) fn new(wr: &'a mut W, welcome: Vec<u8>, welcomed: Rc<Cell<bool>>) -> Self {
+        Self {
+            wr,
+            welcome: Some(welcome),
+            due: tokio::time::Instant::now() + WELCOME_WAIT,
+            welcomed,
+        }
+    }
+
+    async fn send(&mut self, frames: &[u8]) -> std::io::Result<()> {
+        match self.welcome.take() {
+            Some(mut w) => {
+                self.welcomed.set(true);
+                w.extend_from_slice(frames);
+                self.wr.write_all(&w).await
+            }
+            None => self.wr.write_all(frames).await,
+        }
+    }
+
+    /// Resolves when the Welcome is due on its own (never once sent).
+    async fn welcome_due(&self) {
+        match self.welcome {
+            Some(_) => tokio::time::sleep_until(self.due).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn info(&mut self, text: &str) -> std::io::Result<()> {
+        let mut f = Vec::new();
+        protocol::encode(Kind::Info, text.as_bytes(), &mut f);
+        self.send(&f).await
     }
 }
 
@@ -75,7 +150,7 @@ pub(super) async fn serve_client(
     peer: &Peer,
     tuning: &Tuning,
     rd: &mut (impl tokio::io::AsyncRead + Unpin),
-    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    wr: &mut Answers<'_, impl tokio::io::AsyncWrite + Unpin>,
 ) -> Result<(), ProtocolError> {
     shared.active.fetch_add(1, Ordering::SeqCst);
     shared.touch();
@@ -98,53 +173,55 @@ pub(super) async fn serve_client(
     let keepalive = protocol::header(Kind::Info, 0);
     let output = async {
         for note in tune(shared, pool, tuning) {
-            info(wr, &note).await?;
+            wr.info(&note).await?;
         }
         if let Some(why) = pool.wait_reason() {
-            info(wr, &why).await?;
+            wr.info(&why).await?;
         }
         let assigned = {
             let mut assign = std::pin::pin!(pool.assign(&req));
             loop {
                 tokio::select! {
                     r = &mut assign => break r,
-                    _ = tokio::time::sleep(KEEPALIVE) => wr.write_all(&keepalive).await?,
+                    _ = wr.welcome_due() => wr.send(&[]).await?,
+                    _ = tokio::time::sleep(KEEPALIVE) => wr.send(&keepalive).await?,
                 }
             }
         };
         match assigned {
             Err(f) => req.finish(f.code, Some(f.message)),
-            Ok(()) if req.tool_starting() => info(wr, "waiting for the tool to start").await?,
+            Ok(()) if req.tool_starting() => wr.info("waiting for the tool to start").await?,
             Ok(()) => {}
         }
         loop {
-            let out = req.take_output();
+            let mut out = req.take_output();
+            if out.is_empty() && req.is_gone() {
+                return Ok(());
+            }
+            if let Some((status, message)) = req.finished() {
+                // The last answers and the status in one write.
+                if status != 0 {
+                    Stats::add(&stats.errors_total, 1);
+                }
+                if let Some(m) = message {
+                    let text = format!("{m}{}", shared.log_hint());
+                    protocol::encode(Kind::Error, text.as_bytes(), &mut out);
+                }
+                protocol::encode_status(status, &mut out);
+                return wr.send(&out).await;
+            }
             if !out.is_empty() {
-                if wr.write_all(&out).await.is_err() {
+                if wr.send(&out).await.is_err() {
                     req.set_gone();
                     return Ok(());
                 }
                 continue;
             }
-            if req.is_gone() {
-                return Ok(());
-            }
-            if let Some((status, message)) = req.finished() {
-                if status != 0 {
-                    Stats::add(&stats.errors_total, 1);
-                }
-                let mut f = Vec::new();
-                if let Some(m) = message {
-                    let text = format!("{m}{}", shared.log_hint());
-                    protocol::encode(Kind::Error, text.as_bytes(), &mut f);
-                }
-                protocol::encode_status(status, &mut f);
-                return wr.write_all(&f).await;
-            }
             tokio::select! {
                 _ = req.changed() => {}
+                _ = wr.welcome_due() => wr.send(&[]).await?,
                 _ = tokio::time::sleep(KEEPALIVE) => {
-                    if wr.write_all(&keepalive).await.is_err() {
+                    if wr.send(&keepalive).await.is_err() {
                         req.set_gone();
                         return Ok(());
                     }
@@ -266,16 +343,6 @@ pub(super) fn tune(shared: &Shared, pool: &Rc<Pool>, t: &Tuning) -> Vec<String> 
         }
     }
     notes
-}
-
-/// Tells a waiting client what it waits for.
-pub(super) async fn info(
-    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
-    text: &str,
-) -> std::io::Result<()> {
-    let mut f = Vec::new();
-    protocol::encode(Kind::Info, text.as_bytes(), &mut f);
-    wr.write_all(&f).await
 }
 
 /// Reads the client's frames, queuing whole records on `req`. End of file

@@ -279,14 +279,18 @@ fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc
         // handler panics (a bug): the call fails with a message, and the
         // server serves on.
         let spare = rustix::io::dup(&stream).ok();
+        let welcomed = Rc::new(std::cell::Cell::new(false));
+        let told = welcomed.clone();
         let handler =
-            tokio::task::spawn_local(async move { handle(&shared, &pool, stream, peer).await });
+            tokio::task::spawn_local(
+                async move { handle(&shared, &pool, stream, peer, told).await },
+            );
         match handler.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!("connection ended: {e}"),
             Err(e) if e.is_panic() => {
                 if let Some(fd) = spare {
-                    tell_bug(fd);
+                    tell_bug(fd, welcomed.get());
                 }
             }
             Err(_) => {}
@@ -307,10 +311,14 @@ fn readable(fd: std::os::fd::OwnedFd) -> Option<tokio::io::unix::AsyncFd<std::os
 }
 
 /// Fails a call whose handler panicked, through a spare descriptor of its
-/// socket: an Error frame and status 1. Best effort, for at most a second.
-fn tell_bug(fd: std::os::fd::OwnedFd) {
+/// socket: the Welcome if it has not gone yet, an Error frame and status
+/// 1. Best effort, for at most a second.
+fn tell_bug(fd: std::os::fd::OwnedFd, welcomed: bool) {
     use std::io::Write;
     let mut frames = Vec::new();
+    if !welcomed {
+        frames = protocol::welcome(std::process::id());
+    }
     protocol::encode(
         Kind::Error,
         b"the server hit a bug while serving this call (its log has the panic); it serves on",
