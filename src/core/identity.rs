@@ -62,6 +62,11 @@ impl IdentityError {
 
 /// Finds the file `execvp` would run for `program`, with symlinks resolved.
 pub fn resolve_program(program: &OsStr, cwd: &Path) -> Result<PathBuf, IdentityError> {
+    find_program(program, cwd).map(|(path, _)| path)
+}
+
+/// [`resolve_program`], with the file's metadata.
+fn find_program(program: &OsStr, cwd: &Path) -> Result<(PathBuf, Metadata), IdentityError> {
     let shown = || program.to_string_lossy().into_owned();
     let candidates: Vec<PathBuf> = if program.as_bytes().contains(&b'/') {
         vec![cwd.join(program)]
@@ -86,7 +91,9 @@ pub fn resolve_program(program: &OsStr, cwd: &Path) -> Result<PathBuf, IdentityE
             denied = true;
             continue;
         }
-        return fs::canonicalize(&c).map_err(|_| IdentityError::NotFound(shown()));
+        return fs::canonicalize(&c)
+            .map(|path| (path, meta))
+            .map_err(|_| IdentityError::NotFound(shown()));
     }
     Err(if denied {
         IdentityError::NotExecutable(shown())
@@ -97,12 +104,14 @@ pub fn resolve_program(program: &OsStr, cwd: &Path) -> Result<PathBuf, IdentityE
 
 /// Computes the id of `spec` run from `cwd`.
 pub fn compute(spec: &ToolSpec, cwd: &Path) -> Result<Id, IdentityError> {
-    let program = resolve_program(&spec.program, cwd)?;
+    let (program, meta) = find_program(&spec.program, cwd)?;
     let mut h = Hasher { sha: Sha256::new() };
     h.put(b"version", &protocol::VERSION.to_be_bytes());
     h.put(b"host", rustix::system::uname().nodename().to_bytes());
     h.put(b"cwd", cwd.as_os_str().as_bytes());
-    h.stamp(b"program", &program);
+    // Found canonical, and looked at, already.
+    h.put(b"program", program.as_os_str().as_bytes());
+    h.put_meta(&meta);
     for arg in &spec.args {
         h.put(b"arg", arg.as_bytes());
         for (tag, path) in arg_paths(arg, cwd) {
