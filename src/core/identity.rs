@@ -174,30 +174,38 @@ struct Hasher {
     sha: Sha256,
 }
 
+/// A tagged, length-prefixed field, so no two inputs hash alike.
+pub(crate) fn put(sha: &mut Sha256, tag: &[u8], data: &[u8]) {
+    sha.update((tag.len() as u64).to_be_bytes());
+    sha.update(tag);
+    sha.update((data.len() as u64).to_be_bytes());
+    sha.update(data);
+}
+
+/// Size, mtime and inode of a file. A directory counts by its inode
+/// alone: its own size and mtime change when any entry comes or goes (the
+/// state directory appearing in `.`), and what is beneath it is the
+/// server's to watch.
+pub(crate) fn put_meta(sha: &mut Sha256, meta: &Metadata) {
+    if meta.is_dir() {
+        put(sha, b"dir", &meta.ino().to_be_bytes());
+        return;
+    }
+    let mut b = [0u8; 32];
+    b[..8].copy_from_slice(&meta.size().to_be_bytes());
+    let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+    b[8..24].copy_from_slice(&mtime.to_be_bytes());
+    b[24..32].copy_from_slice(&meta.ino().to_be_bytes());
+    put(sha, b"meta", &b);
+}
+
 impl Hasher {
-    /// A tagged, length-prefixed field, so no two inputs hash alike.
     fn put(&mut self, tag: &[u8], data: &[u8]) {
-        self.sha.update((tag.len() as u64).to_be_bytes());
-        self.sha.update(tag);
-        self.sha.update((data.len() as u64).to_be_bytes());
-        self.sha.update(data);
+        put(&mut self.sha, tag, data);
     }
 
-    /// Size, mtime and inode of a file. A directory counts by its inode
-    /// alone: its own size and mtime change when any entry comes or goes
-    /// (the state directory appearing in `.`), and what is beneath it is
-    /// the server's to watch.
     fn put_meta(&mut self, meta: &Metadata) {
-        if meta.is_dir() {
-            self.put(b"dir", &meta.ino().to_be_bytes());
-            return;
-        }
-        let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&meta.size().to_be_bytes());
-        let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
-        b[8..24].copy_from_slice(&mtime.to_be_bytes());
-        b[24..32].copy_from_slice(&meta.ino().to_be_bytes());
-        self.put(b"meta", &b);
+        put_meta(&mut self.sha, meta);
     }
 
     /// Stamps an existing file or directory; false if there is none.

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use sha2::{Digest, Sha256};
 
+use crate::core::identity;
+
 /// Most entries a server watches beneath the directories its command
 /// names; the rest is not watched (the log says so).
 pub const WATCH_LIMIT: usize = 1_000_000;
@@ -355,23 +357,11 @@ struct TreeHasher<'a> {
 
 impl TreeHasher<'_> {
     fn put(&mut self, tag: &[u8], data: &[u8]) {
-        self.sha.update((tag.len() as u64).to_be_bytes());
-        self.sha.update(tag);
-        self.sha.update((data.len() as u64).to_be_bytes());
-        self.sha.update(data);
+        identity::put(&mut self.sha, tag, data);
     }
 
     fn put_meta(&mut self, meta: &fs::Metadata) {
-        if meta.is_dir() {
-            self.put(b"dir", &meta.ino().to_be_bytes());
-            return;
-        }
-        let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&meta.size().to_be_bytes());
-        let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
-        b[8..24].copy_from_slice(&mtime.to_be_bytes());
-        b[24..32].copy_from_slice(&meta.ino().to_be_bytes());
-        self.put(b"meta", &b);
+        identity::put_meta(&mut self.sha, meta);
     }
 
     fn walk(&mut self, root: &Path, rel: &Path) {
