@@ -76,6 +76,11 @@ pub struct ModelWatch {
     /// (a write through another path gives their directory no event).
     files: HashMap<i32, PathBuf>,
     skip: Vec<PathBuf>,
+    /// Found while watching, for the re-walked half: subtrees on a shared
+    /// file system, and each symlink followed with where it led (a link
+    /// outside the trees can be re-pointed without an event here).
+    shared: Vec<PathBuf>,
+    links: Vec<(PathBuf, Option<PathBuf>)>,
 }
 
 /// The re-walked half: the trees inotify cannot fully see, with the stamp
@@ -85,6 +90,7 @@ pub struct Unwatched {
     trees: Vec<PathBuf>,
     skip: Vec<PathBuf>,
     stamp: [u8; 32],
+    links: Vec<(PathBuf, Option<PathBuf>)>,
 }
 
 /// Watches `paths` (the files and directories a command names; those that
@@ -108,6 +114,8 @@ pub fn start(paths: &[PathBuf], skip: &[PathBuf]) -> (ModelWatch, Unwatched, Vec
         dirs: HashMap::new(),
         files: HashMap::new(),
         skip: skip.to_vec(),
+        shared: Vec::new(),
+        links: Vec::new(),
     };
     let mut unwatched = Vec::new();
     let mut seen = HashSet::new();
@@ -153,7 +161,16 @@ pub fn start(paths: &[PathBuf], skip: &[PathBuf]) -> (ModelWatch, Unwatched, Vec
             }
         }
     }
-    (w, Unwatched::new(unwatched, skip), notes)
+    for tree in std::mem::take(&mut w.shared) {
+        notes.push(format!(
+            "{} is on a shared file system: a change made on another host is seen within 2 s",
+            tree.display()
+        ));
+        unwatched.push(tree);
+    }
+    let mut u = Unwatched::new(unwatched, skip);
+    u.links = std::mem::take(&mut w.links);
+    (w, u, notes)
 }
 
 impl ModelWatch {
@@ -249,6 +266,11 @@ impl ModelWatch {
                 continue;
             };
             let linked = lmeta.file_type().is_symlink();
+            if linked {
+                // Dangling ones too: their target may appear.
+                self.links
+                    .push((path.clone(), fs::canonicalize(&path).ok()));
+            }
             let meta = if linked {
                 match fs::metadata(&path) {
                     Ok(m) => m,
@@ -258,7 +280,11 @@ impl ModelWatch {
                 lmeta
             };
             if meta.is_dir() {
-                let virtual_fs = meta.dev() != here && kernel_file_system(&path);
+                let mounted = meta.dev() != here;
+                let virtual_fs = mounted && kernel_file_system(&path);
+                if mounted && !virtual_fs && shared_file_system(&path).is_some() {
+                    self.shared.push(path.clone());
+                }
                 if !virtual_fs && seen.insert((meta.dev(), meta.ino())) {
                     let target = if linked {
                         fs::canonicalize(&path).unwrap_or(path)
@@ -284,6 +310,7 @@ impl Unwatched {
             trees,
             skip: skip.to_vec(),
             stamp: [0; 32],
+            links: Vec::new(),
         };
         u.stamp = u.walk();
         u
@@ -292,7 +319,11 @@ impl Unwatched {
     /// Whether a tree inotify cannot fully see differs from what it was
     /// when the server started. A walk: run it off the server's thread.
     pub fn changed(&self) -> bool {
-        !self.trees.is_empty() && self.walk() != self.stamp
+        let relinked = self
+            .links
+            .iter()
+            .any(|(link, target)| fs::canonicalize(link).ok() != *target);
+        relinked || (!self.trees.is_empty() && self.walk() != self.stamp)
     }
 
     fn walk(&self) -> [u8; 32] {
