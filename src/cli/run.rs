@@ -8,12 +8,10 @@ use crate::core::autostart::{self, Connection, Target};
 use crate::core::client;
 use crate::core::identity;
 use crate::core::paths::StateDir;
-use crate::core::protocol;
 use crate::core::{Fatal, status};
 
 /// `state_dir`: as `--dir` gave it, relative to the working directory.
 pub fn run(state_dir: &Path, args: &RunArgs) -> anyhow::Result<i32> {
-    let began = protocol::monotonic_ns();
     let spec = args.tool.spec()?;
     let cwd = std::env::current_dir().map_err(|e| {
         Fatal::new(
@@ -30,7 +28,7 @@ pub fn run(state_dir: &Path, args: &RunArgs) -> anyhow::Result<i32> {
         .map_or_else(|| dir.log(&id), |l| cwd.join(l));
     let target = Target {
         spec: &spec,
-        tuning: [args.tool.tuning(&cwd).encode(), protocol::began_item(began)].concat(),
+        tuning: args.tool.tuning(&cwd).encode(),
         dir: &dir,
         id,
         log,

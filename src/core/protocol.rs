@@ -201,27 +201,6 @@ pub fn parse_hello(f: &Frame) -> Result<Purpose, ProtocolError> {
 }
 
 /// The tuning bytes at the end of a Hello [`parse_hello`] accepted.
-/// Now on the host's monotonic clock, which every process of the host
-/// shares: when a call began, and when a server began to watch.
-pub fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// The Hello's item saying when its call began ([`monotonic_ns`]), put
-/// after the tuning options.
-pub fn began_item(ns: u64) -> Vec<u8> {
-    format!("began={ns}\0").into_bytes()
-}
-
-/// When the call of a Hello began, if it says.
-pub fn hello_began(f: &Frame) -> Option<u64> {
-    hello_tuning(f)
-        .split(|&b| b == 0)
-        .find_map(|item| item.strip_prefix(b"began="))
-        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-}
-
 pub fn hello_tuning(f: &Frame) -> &[u8] {
     f.payload.get(MAGIC.len() + 3..).unwrap_or_default()
 }

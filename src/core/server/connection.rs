@@ -56,7 +56,7 @@ pub(super) async fn handle(
         Purpose::Run => {
             // Turned away unwelcomed, a caller tries again and finds (or
             // starts) a server whose tool loaded what is there now.
-            if shared.outdated(protocol::hello_began(&hello)) {
+            if shared.outdated() {
                 return Ok(());
             }
             // A caller that gave up (it waited out a stopped server) has

@@ -52,7 +52,7 @@ pub(super) async fn react_to_changes(shared: Arc<Shared>) {
         };
         // `outdated` reads every event that has arrived.
         ready.clear_ready();
-        if shared.outdated(None) {
+        if shared.outdated() {
             return;
         }
     }

@@ -73,7 +73,6 @@ pub async fn run(
     let socket_id = (socket_meta.dev(), socket_meta.ino());
     // Watched before the tool starts: whatever it loads, a change after
     // that is seen.
-    let watching_since = protocol::monotonic_ns();
     let (model, unwatched) = watch_model(&cfg);
     let (mode, mut mode_rx) = watch::channel(Mode::Running);
     let shared = Arc::new(Shared {
@@ -87,7 +86,6 @@ pub async fn run(
         noted: Mutex::default(),
         model: Mutex::new(model),
         socket_id,
-        watching_since,
     });
     tracing::info!(
         pid = std::process::id(),

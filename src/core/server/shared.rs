@@ -52,9 +52,6 @@ pub(super) struct Shared {
     /// Device and inode of the socket this server bound: what it removes
     /// is its own, never a successor's.
     pub(super) socket_id: (u64, u64),
-    /// When the watches were set
-    /// ([`monotonic_ns`](crate::core::protocol::monotonic_ns)).
-    pub(super) watching_since: u64,
 }
 
 impl Shared {
@@ -80,17 +77,10 @@ impl Shared {
     /// something it watches has changed (then it becomes stale now and
     /// leaves its socket, so that the caller, turned away without a
     /// Welcome, reaches a fresh server when it tries again).
-    ///
-    /// `began`: when the call began. One that began before this server
-    /// watched anything overlaps every change the server can see, so it
-    /// may be answered by the old contents or the new: it is served, and
-    /// a call that starts a server is never turned away by a directory
-    /// that keeps changing.
-    pub(super) fn outdated(&self, began: Option<u64>) -> bool {
-        let overlaps = began.is_some_and(|b| b < self.watching_since);
+    pub(super) fn outdated(&self) -> bool {
         if self.stale.load(Ordering::SeqCst) {
             self.withdraw();
-            return !overlaps;
+            return true;
         }
         let changed = self
             .model
@@ -103,7 +93,7 @@ impl Shared {
         self.stale.store(true, Ordering::SeqCst);
         self.withdraw();
         self.stop(Mode::Draining, &format!("stale: {what} changed"));
-        !overlaps
+        true
     }
 
     /// Removes the socket, if it is still this server's: no new caller
