@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use memchr::memchr_iter;
+use memchr::{memchr_iter, memrchr};
 use regex::bytes::Regex;
 
 /// What ends a record: every line, or a line whose text (without its line
@@ -63,6 +63,11 @@ impl Terminator {
         self.line_end
     }
 
+    /// Whether every line is a record.
+    fn is_line(&self) -> bool {
+        matches!(self.rule, Rule::Line)
+    }
+
     /// Whether `line` (its text, without its line end) ends a record.
     pub fn ends_record(&self, line: &[u8]) -> bool {
         match &self.rule {
@@ -110,6 +115,11 @@ pub struct Unfinished {
 /// come out with [`take_into`](Self::take_into). Lines are scanned once, so
 /// feeding a large record in many small chunks stays linear; taking records
 /// only moves a cursor, so taking them one at a time stays linear too.
+///
+/// In line mode, where every line is a record, the ends are not listed
+/// but counted: a search per line end costs more than a short line
+/// itself, while counting them is a fast vector loop. Where a record
+/// ends is then found again only when some but not all are taken.
 #[derive(Debug)]
 pub struct Splitter {
     term: Terminator,
@@ -119,8 +129,13 @@ pub struct Splitter {
     head: usize,
     /// Start of the first line in `buf` that has not been scanned to its end.
     scan: usize,
-    /// One past the last byte of each complete record still in `buf`.
+    /// One past the last byte of each listed complete record still in
+    /// `buf`: all of them under a pattern, the leading lines in line mode.
     ends: VecDeque<usize>,
+    /// Complete lines after the listed records (line mode only), and one
+    /// past the last of them.
+    counted: usize,
+    counted_end: usize,
     /// Lines still to come that are records of their own whatever the
     /// terminator says (a start-up banner counted in lines).
     lead: usize,
@@ -134,6 +149,8 @@ impl Splitter {
             head: 0,
             scan: 0,
             ends: VecDeque::new(),
+            counted: 0,
+            counted_end: 0,
             lead: 0,
         }
     }
@@ -150,22 +167,32 @@ impl Splitter {
     /// Appends `data` and returns how many records it completed.
     pub fn push(&mut self, data: &[u8]) -> usize {
         self.compact();
-        let before = self.ends.len();
+        let before = self.complete();
         let from = self.buf.len();
         self.buf.extend_from_slice(data);
-        let mut scan = self.scan;
-        for nl in memchr_iter(self.term.line_end(), &self.buf[from..]) {
-            let end = from + nl;
-            if self.lead > 0 {
-                self.lead -= 1;
-                self.ends.push_back(end + 1);
-            } else if self.term.ends_record(&self.buf[scan..end]) {
-                self.ends.push_back(end + 1);
+        let line_end = self.term.line_end();
+        if self.term.is_line() && self.lead == 0 {
+            let lines = memchr_iter(line_end, data).count();
+            if let Some(last) = memrchr(line_end, data) {
+                self.counted += lines;
+                self.counted_end = from + last + 1;
+                self.scan = self.counted_end;
             }
-            scan = end + 1;
+        } else {
+            let mut scan = self.scan;
+            for nl in memchr_iter(line_end, &self.buf[from..]) {
+                let end = from + nl;
+                if self.lead > 0 {
+                    self.lead -= 1;
+                    self.ends.push_back(end + 1);
+                } else if self.term.ends_record(&self.buf[scan..end]) {
+                    self.ends.push_back(end + 1);
+                }
+                scan = end + 1;
+            }
+            self.scan = scan;
         }
-        self.scan = scan;
-        self.ends.len() - before
+        self.complete() - before
     }
 
     /// Drops the taken prefix once it is at least as long as what is left,
@@ -183,6 +210,7 @@ impl Splitter {
         for e in &mut self.ends {
             *e -= head;
         }
+        self.counted_end = self.counted_end.saturating_sub(head);
         release_spare(&mut self.buf);
     }
 
@@ -193,6 +221,7 @@ impl Splitter {
             self.buf.clear();
             self.head = 0;
             self.scan = 0;
+            self.counted_end = 0;
             release_spare(&mut self.buf);
         }
     }
@@ -204,19 +233,26 @@ impl Splitter {
 
     /// Complete records waiting to be taken.
     pub fn complete(&self) -> usize {
-        self.ends.len()
+        self.ends.len() + self.counted
     }
 
     /// Marks the first `n` complete records (at most
     /// [`complete`](Self::complete)) as taken; returns where they lie in `buf`.
     fn advance(&mut self, n: usize) -> std::ops::Range<usize> {
         let from = self.head;
-        let n = n.min(self.ends.len());
-        if n == 0 {
-            return from..from;
+        let listed = n.min(self.ends.len());
+        let mut end = match listed {
+            0 => from,
+            k => self.ends.drain(..k).next_back().expect("k > 0 ends"),
+        };
+        let lines = (n - listed).min(self.counted);
+        if lines == self.counted {
+            end = if lines > 0 { self.counted_end } else { end };
+        } else if lines > 0 {
+            let nth = memchr_iter(self.term.line_end(), &self.buf[end..]).nth(lines - 1);
+            end += nth.expect("counted lines are in the buffer") + 1;
         }
-        let end = self.ends[n - 1];
-        self.ends.drain(..n);
+        self.counted -= lines;
         self.head = end;
         from..end
     }
@@ -231,17 +267,22 @@ impl Splitter {
     /// Like [`take_into`](Self::take_into), also appending to `ends` the
     /// offset in `out` one past each record taken.
     pub fn take_records_into(&mut self, n: usize, out: &mut Vec<u8>, ends: &mut Vec<usize>) {
-        let n = n.min(self.ends.len());
+        let listed = n.min(self.ends.len());
         let (base, head) = (out.len(), self.head);
-        ends.extend(self.ends.iter().take(n).map(|e| base + (e - head)));
-        self.take_into(n, out);
+        ends.extend(self.ends.iter().take(listed).map(|e| base + (e - head)));
+        let lines_from = listed.checked_sub(1).map_or(head, |i| self.ends[i]);
+        let taken = self.advance(n);
+        let lines = &self.buf[lines_from..taken.end];
+        let at = base + (lines_from - head) + 1;
+        ends.extend(memchr_iter(self.term.line_end(), lines).map(|i| at + i));
+        out.extend_from_slice(&self.buf[taken]);
     }
 
     /// Drops the first `n` complete records; used for answers nobody is owed.
     pub fn discard(&mut self, n: usize) -> usize {
-        let before = self.ends.len();
+        let before = self.complete();
         self.advance(n);
-        before - self.ends.len()
+        before - self.complete()
     }
 
     /// Everything pushed and not yet taken, complete records first.
@@ -251,7 +292,11 @@ impl Splitter {
 
     /// Bytes after the last complete record.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.ends.back().copied().unwrap_or(self.head)
+        let last = match self.counted {
+            0 => self.ends.back().copied().unwrap_or(self.head),
+            _ => self.counted_end,
+        };
+        self.buf.len() - last
     }
 
     /// Ends the stream. A last line without its line end gets one (a tool
@@ -274,6 +319,8 @@ impl Splitter {
         self.head = 0;
         self.scan = 0;
         self.ends.clear();
+        self.counted = 0;
+        self.counted_end = 0;
     }
 }
 
@@ -488,5 +535,88 @@ mod tests {
     #[test]
     fn bad_pattern_is_an_error() {
         assert!(Terminator::new("(").is_err());
+    }
+}
+
+#[cfg(test)]
+mod counted_lines {
+    //! Line mode counts its records instead of listing them; a pattern that
+    //! matches every line lists them. Both must cut and hand out the same
+    //! records whatever the chunks and the takes.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Push(Vec<u8>),
+        Take(usize),
+        TakeRecords(usize),
+        Discard(usize),
+        Finish,
+        Release,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let bytes =
+            proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'x'), Just(0u8)], 0..40);
+        prop_oneof![
+            4 => bytes.prop_map(Step::Push),
+            2 => (0usize..6).prop_map(Step::Take),
+            2 => (0usize..6).prop_map(Step::TakeRecords),
+            1 => prop_oneof![Just(usize::MAX), 0usize..4].prop_map(Step::Discard),
+            1 => Just(Step::Finish),
+            1 => Just(Step::Release),
+        ]
+    }
+
+    /// Runs `steps` and returns everything observable, step by step.
+    fn observe(mut s: Splitter, steps: &[Step]) -> Vec<String> {
+        let mut seen = Vec::new();
+        for st in steps {
+            let (mut out, mut ends) = (b"pre".to_vec(), Vec::new());
+            let what = match st {
+                Step::Push(d) => format!("{}", s.push(d)),
+                Step::Take(n) => {
+                    s.take_into(*n, &mut out);
+                    format!("{out:?}")
+                }
+                Step::TakeRecords(n) => {
+                    s.take_records_into(*n, &mut out, &mut ends);
+                    format!("{out:?} {ends:?}")
+                }
+                Step::Discard(n) => format!("{}", s.discard(*n)),
+                Step::Finish => format!("{:?}", s.finish()),
+                Step::Release => {
+                    s.release_spare();
+                    String::new()
+                }
+            };
+            seen.push(format!(
+                "{what} | {} {} {:?}",
+                s.complete(),
+                s.pending(),
+                s.untaken()
+            ));
+        }
+        seen
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn counted_lines_behave_as_listed_ones(
+            steps in proptest::collection::vec(step(), 0..30),
+            lead in 0usize..3,
+            nul in any::<bool>(),
+        ) {
+            let end = if nul { 0 } else { b'\n' };
+            let counted = Terminator::line().with_line_end(end);
+            let listed = Terminator::new("(?:)").unwrap().with_line_end(end);
+            prop_assert!(counted.is_line() && !listed.is_line());
+            prop_assert_eq!(
+                observe(Splitter::with_leading_lines(counted, lead), &steps),
+                observe(Splitter::with_leading_lines(listed, lead), &steps)
+            );
+        }
     }
 }
