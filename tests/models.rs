@@ -144,6 +144,48 @@ fn a_change_beyond_ten_thousand_entries_is_seen() {
     assert_eq!(ok_stdout(&w.run(&args, b"x\n")), "changed x\n");
 }
 
+/// A directory the command names that keeps changing gives a cold call
+/// each time, never a failure: the call that starts a server began before
+/// the server watched anything, so it overlaps every change the server
+/// sees and is served by it.
+#[test]
+fn a_named_directory_that_keeps_changing_never_fails_a_call() {
+    let w = World::new();
+    w.script("tool.sh", "#!/bin/sh\nexec sed -u 's/^/ok /'\n");
+    std::fs::create_dir(w.work.join("busy")).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::fs::write(w.work.join("busy/f"), i.to_string()).unwrap();
+                i += 1;
+            }
+        });
+        // The writer stops however the calls end (a hung call panics).
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let stopping = Stop(&stop);
+        let outs: Vec<_> = (0..10)
+            .map(|i| {
+                let out = w.run(
+                    &["run", "./tool.sh", "--work=busy"],
+                    format!("{i}\n").as_bytes(),
+                );
+                (i, out)
+            })
+            .collect();
+        drop(stopping);
+        for (i, out) in outs {
+            assert_eq!(ok_stdout(&out), format!("ok {i}\n"), "call {i}");
+        }
+    });
+}
+
 /// A model reached through a symlink outside it (`current -> releases/41`)
 /// can be switched without an event in the model: the server checks its
 /// links again every 2 s.

@@ -144,6 +144,11 @@ pub struct ServeArgs {
     /// Write `ready` to stdout once listening (used by `run`).
     #[arg(long, hide = true)]
     pub notify_ready: bool,
+
+    /// Stdin is a connection from the call that started this server: it is
+    /// served first, and served even if the model changed (used by `run`).
+    #[arg(long, hide = true)]
+    pub caller_on_stdin: bool,
 }
 
 #[derive(Debug, Args)]

@@ -56,10 +56,18 @@ fn listen_and_serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         .build()
         .context("cannot start the async runtime")?;
     let notify = args.notify_ready;
+    let starter = match args.caller_on_stdin {
+        true => Some(caller_on_stdin()?),
+        false => None,
+    };
     tokio::task::LocalSet::new().block_on(&runtime, async move {
         let listener = server::bind(&cfg.socket)
             .map_err(|e| Fatal::new(status::UNAVAILABLE, format!("{e:#}")))?;
-        server::run(cfg, listener, move || {
+        let starter = starter
+            .map(tokio::net::UnixStream::from_std)
+            .transpose()
+            .context("cannot take the starting call's connection")?;
+        server::run(cfg, listener, starter, move || {
             if notify {
                 tell_ready();
             }
@@ -67,6 +75,18 @@ fn listen_and_serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> {
         .await
     })?;
     Ok(0)
+}
+
+/// The connection of the call that started us, given as our stdin; stdin
+/// becomes `/dev/null`, so that the connection ends when it is dropped.
+fn caller_on_stdin() -> anyhow::Result<std::os::unix::net::UnixStream> {
+    let fd = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)
+        .context("cannot take the starting call's connection")?;
+    let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;
+    rustix::stdio::dup2_stdin(&null).context("cannot replace stdin")?;
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(true)?;
+    Ok(stream)
 }
 
 /// Tells the `run` that started us why we could not start: our stderr is

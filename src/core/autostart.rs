@@ -152,18 +152,7 @@ fn start(t: &Target, socket: &Path) -> Result<UnixStream, Fatal> {
             )));
         }
     }
-    spawn(t, socket)?;
-    match client::connect(socket).map_err(unavailable)? {
-        Some(s) => Ok(s),
-        None => Err(Fatal::new(
-            status::UNAVAILABLE,
-            format!(
-                "the server started but does not listen at {} (see log {})",
-                socket.display(),
-                t.log.display()
-            ),
-        )),
-    }
+    spawn(t, socket)
 }
 
 /// Takes the exclusive lock at `path`. A server removes its lock file when
@@ -188,8 +177,15 @@ pub fn lock(path: &Path) -> io::Result<File> {
 }
 
 /// Runs `viasock serve` for the command in a new session, its output in the
-/// log, and waits until it listens.
-fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
+/// log, and waits until it listens. Returns a connection the server took
+/// at its start, as its stdin: it is this call's whatever happens at the
+/// socket's path meanwhile, and the server serves it even if the model
+/// changes before it is read (the call began before the tool loaded, so
+/// it overlaps the change). A model directory written all the time thus
+/// gives a cold call, not a failure.
+fn spawn(t: &Target, socket: &Path) -> Result<UnixStream, Fatal> {
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| unavailable(format!("cannot make a socket pair: {e}")))?;
     let log = match open_private_append(&t.log) {
         Ok(f) => Stdio::from(f),
         // A symlink where the log goes was planted: refuse.
@@ -220,10 +216,11 @@ fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
         .arg("--socket")
         .arg(socket)
         .arg("--notify-ready")
+        .arg("--caller-on-stdin")
         .arg("--")
         .arg(&t.spec.program)
         .args(&t.spec.args)
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .stdout(Stdio::piped())
         .stderr(log);
     // One of the crate's few unsafe blocks, each with its reason.
@@ -255,7 +252,7 @@ fn spawn(t: &Target, socket: &Path) -> Result<(), Fatal> {
         None => None,
     };
     if said.as_deref() == Some("ready") {
-        return Ok(());
+        return Ok(ours);
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -25,10 +25,21 @@ pub(super) const KEEPALIVE: Duration = Duration::from_secs(2);
 /// The buffer a connection's frames are read through.
 const READ_BUFFER: usize = 8 * 1024;
 
+/// Who is at the other end of a connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Caller {
+    /// The call that started this server: it began before the server
+    /// watched the model, so it overlaps any change the server sees and
+    /// is served even by a server that is stale.
+    Starter,
+    Other,
+}
+
 pub(super) async fn handle(
     shared: &Shared,
     pool: &Rc<Pool>,
     stream: UnixStream,
+    caller: Caller,
     peer: Peer,
     welcomed: Rc<Cell<bool>>,
 ) -> Result<(), ProtocolError> {
@@ -56,7 +67,7 @@ pub(super) async fn handle(
         Purpose::Run => {
             // Turned away unwelcomed, a caller tries again and finds (or
             // starts) a server whose tool loaded what is there now.
-            if shared.outdated() {
+            if caller != Caller::Starter && shared.outdated() {
                 return Ok(());
             }
             // A caller that gave up (it waited out a stopped server) has

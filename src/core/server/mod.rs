@@ -25,7 +25,7 @@ use crate::core::protocol::{self, Kind};
 use crate::core::state::{self, Stats};
 use crate::core::worker::PoolConfig;
 
-use connection::handle;
+use connection::{Caller, handle};
 use identity_watch::{react_to_changes, watch_identity, watch_model};
 use report::{snapshot, write_states};
 pub use shared::ServerConfig;
@@ -62,11 +62,13 @@ pub fn bind(socket: &std::path::Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves until stopped. `ready` is called once the socket listens. Runs
-/// inside a [`tokio::task::LocalSet`].
+/// Serves until stopped. `ready` is called once the socket listens.
+/// `starter`: the connection of the call that started this server, served
+/// first. Runs inside a [`tokio::task::LocalSet`].
 pub async fn run(
     cfg: ServerConfig,
     listener: UnixListener,
+    starter: Option<UnixStream>,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     let socket_meta = std::fs::metadata(&cfg.socket)?;
@@ -138,10 +140,13 @@ pub async fn run(
 
     // Every handler holds a sender; when all are gone, all are done.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    if let Some(stream) = starter {
+        accept(&shared, &pool, stream, Caller::Starter, &done_tx);
+    }
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => accept(&shared, &pool, stream, &done_tx),
+                Ok((stream, _)) => accept(&shared, &pool, stream, Caller::Other, &done_tx),
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -233,7 +238,7 @@ fn drain_backlog(
                     .set_nonblocking(true)
                     .and_then(|()| UnixStream::from_std(stream));
                 if let Ok(stream) = stream {
-                    accept(shared, pool, stream, done);
+                    accept(shared, pool, stream, Caller::Other, done);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -256,7 +261,13 @@ fn remove_lock(path: &std::path::Path) {
     }
 }
 
-fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc::Sender<()>) {
+fn accept(
+    shared: &Arc<Shared>,
+    pool: &Rc<Pool>,
+    stream: UnixStream,
+    caller: Caller,
+    done: &mpsc::Sender<()>,
+) {
     let me = rustix::process::geteuid().as_raw();
     let peer = match stream.peer_cred() {
         Ok(c) if c.uid() == me => connection::Peer::new(c.pid()),
@@ -281,10 +292,9 @@ fn accept(shared: &Arc<Shared>, pool: &Rc<Pool>, stream: UnixStream, done: &mpsc
         let spare = rustix::io::dup(&stream).ok();
         let welcomed = Rc::new(std::cell::Cell::new(false));
         let told = welcomed.clone();
-        let handler =
-            tokio::task::spawn_local(
-                async move { handle(&shared, &pool, stream, peer, told).await },
-            );
+        let handler = tokio::task::spawn_local(async move {
+            handle(&shared, &pool, stream, caller, peer, told).await
+        });
         match handler.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!("connection ended: {e}"),
