@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary measured: this build's, or `VIASOCK_BENCH_BIN`.
+/// The binary measured: this build's, or `VIASOCK_BENCH_BIN` (a relative
+/// path counts from where the benchmark was started, not from the
+/// directories its commands run in).
 fn viasock_bin() -> PathBuf {
-    std::env::var_os("VIASOCK_BENCH_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_viasock")),
-        PathBuf::from,
-    )
+    match std::env::var_os("VIASOCK_BENCH_BIN") {
+        Some(p) => std::path::absolute(&p).expect("VIASOCK_BENCH_BIN"),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_viasock")),
+    }
 }
 
 /// Runs of each command in the warm-call rows.
