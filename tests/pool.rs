@@ -187,10 +187,20 @@ fn idle_extra_instance_retires() {
         "{}",
         w.logs()
     );
+    // The log line comes when the instance is told to stop; its tool then
+    // has its stdin closed and a moment to exit.
     let server = w.server_pids()[0];
-    let children =
-        std::fs::read_to_string(format!("/proc/{server}/task/{server}/children")).unwrap();
-    assert_eq!(children.split_whitespace().count(), 1, "one instance left");
+    let children = || {
+        std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"))
+            .unwrap()
+            .split_whitespace()
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || children() == 1),
+        "one instance left, not {}",
+        children()
+    );
     writeln!(long_in, "c").unwrap();
     line.clear();
     long_out.read_line(&mut line).unwrap();
