@@ -249,6 +249,13 @@ impl App {
         self.last_row = row;
     }
 
+    /// After a sort change: the first rows are what the new order is
+    /// about, so the view goes to them, the first selected.
+    fn show_top(&mut self) {
+        self.select_row(0);
+        self.scroll.set(0);
+    }
+
     fn move_by(&mut self, delta: isize) {
         let row = self.selected_row().unwrap_or(0);
         self.select_row(row.saturating_add_signed(delta));
@@ -300,7 +307,10 @@ impl App {
         }
         match key.code {
             KeyCode::Char('q') => self.quit = true,
-            KeyCode::Esc if !self.filter.is_empty() => {
+            // Esc backs out: the pane and the filter close first, and only
+            // the plain table quits.
+            KeyCode::Esc if self.detail_open || !self.filter.is_empty() => {
+                self.detail_open = false;
                 self.filter.clear();
                 self.keep_selection();
             }
@@ -314,11 +324,11 @@ impl App {
             KeyCode::Enter => self.detail_open = !self.detail_open,
             KeyCode::Char('s') => {
                 self.sort = self.sort.next();
-                self.keep_selection();
+                self.show_top();
             }
             KeyCode::Char('S') => {
                 self.reverse = !self.reverse;
-                self.keep_selection();
+                self.show_top();
             }
             KeyCode::Char('/') => self.filtering = true,
             KeyCode::Char('?') => self.popup = Some(Popup::Help),
@@ -538,7 +548,7 @@ pub mod tests {
     }
 
     #[test]
-    fn selection_follows_its_server_across_refreshes_and_sorts() {
+    fn selection_follows_its_server_across_refreshes_and_a_sort_goes_to_the_top() {
         let mut app = app_with(three());
         app.update(key(KeyCode::Down));
         let chosen = app.selected.clone();
@@ -554,7 +564,7 @@ pub mod tests {
         }));
         assert_eq!(app.selected, chosen);
         assert_eq!(app.selected_row(), Some(2));
-        // Sorting by requests puts bbb first; still selected.
+        // A sort change shows the top, its first row selected.
         for _ in 0..4 {
             app.update(key(KeyCode::Char('s')));
         }
@@ -563,7 +573,8 @@ pub mod tests {
         assert_eq!(app.selected_row(), Some(0));
         app.update(key(KeyCode::Char('S')));
         assert_eq!(ids(&app), ["000", "aaa", "ccc", "bbb"]);
-        assert_eq!(app.selected, chosen);
+        assert_eq!(app.selected_row(), Some(0));
+        assert_ne!(app.selected, chosen);
     }
 
     #[test]
@@ -749,6 +760,26 @@ pub mod tests {
             command_line(&s),
             "-T '^$' --prelude-lines 1 /usr/bin/hunspell -a"
         );
+    }
+
+    #[test]
+    fn esc_closes_the_detail_pane_and_the_filter_before_it_quits() {
+        let mut app = app_with(three());
+        app.update(key(KeyCode::Enter));
+        app.update(key(KeyCode::Esc));
+        assert!(
+            !app.quit && !app.detail_open,
+            "the first Esc closes the pane"
+        );
+        app.update(key(KeyCode::Enter));
+        app.update(key(KeyCode::Char('/')));
+        app.update(key(KeyCode::Char('c')));
+        app.update(key(KeyCode::Enter));
+        app.update(key(KeyCode::Esc));
+        assert!(!app.quit, "pane and filter close first");
+        assert!(!app.detail_open && app.filter.is_empty());
+        app.update(key(KeyCode::Esc));
+        assert!(app.quit, "Esc quits from the plain table");
     }
 
     #[test]

@@ -356,8 +356,13 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .column_spacing(1)
         .highlight_symbol(HIGHLIGHT)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    // The table fills its area: an offset kept from a smaller view (the
+    // detail pane open, a smaller terminal) is pulled back. The drawing
+    // then moves it only as far as the selection needs.
+    let fits = usize::from(area.height.saturating_sub(1));
+    let offset = app.scroll.get().min(rows.len().saturating_sub(fits));
     let mut state = TableState::default()
-        .with_offset(app.scroll.get())
+        .with_offset(offset)
         .with_selected(app.selected_row());
     frame.render_stateful_widget(table, area, &mut state);
     app.scroll.set(state.offset());
@@ -576,7 +581,8 @@ fn draw_help(frame: &mut Frame, area: Rect, _theme: Theme) {
         ("/", "filter by command (Esc clears)"),
         ("c", "clean up after dead servers"),
         ("?", "this help"),
-        ("q  Esc  Ctrl-C", "quit"),
+        ("Esc", "close details and filter, or quit"),
+        ("q  Ctrl-C", "quit"),
     ];
     let mut text: Vec<Line> = rows
         .iter()
@@ -783,6 +789,72 @@ mod tests {
         press(&mut app, KeyCode::Up);
         let screen = render(&app, 80, 12, false);
         assert_eq!(app.scroll.get(), bottom, "no jump: {screen}");
+    }
+
+    /// `n` servers `000`, `001`, ... started a minute apart.
+    fn many(n: usize) -> App {
+        let mut app = App::new();
+        let servers = (0..n)
+            .map(|i| {
+                let started = format!("2026-11-25T{:02}:{:02}:00.000Z", 10 + i / 60, i % 60);
+                server(&format!("{i:03}"), "cat", &started, i as u64)
+            })
+            .collect();
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:00.000Z"),
+            error: None,
+            servers,
+            detail: None,
+        }));
+        app
+    }
+
+    /// The server ids of the table's rows on a rendered screen.
+    fn table_rows(screen: &str) -> Vec<String> {
+        screen
+            .lines()
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.len() == 12 && w.chars().all(|c| c.is_ascii_digit()))
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table_fills_its_area_after_the_detail_pane_closes() {
+        let mut app = many(35);
+        press(&mut app, KeyCode::Char('G'));
+        render(&app, 120, 35, false);
+        press(&mut app, KeyCode::Enter);
+        render(&app, 120, 35, false);
+        press(&mut app, KeyCode::Enter);
+        let screen = render(&app, 120, 35, false);
+        // 35 lines: title, table header, 31 rows, status, keys.
+        assert_eq!(table_rows(&screen).len(), 31, "{screen}");
+    }
+
+    #[test]
+    fn table_fills_its_area_after_the_terminal_grows() {
+        let mut app = many(35);
+        press(&mut app, KeyCode::Char('G'));
+        for (w, h) in [(80, 24), (20, 6)] {
+            render(&app, w, h, false);
+        }
+        let screen = render(&app, 120, 35, false);
+        assert_eq!(table_rows(&screen).len(), 31, "{screen}");
+    }
+
+    #[test]
+    fn a_sort_change_shows_the_top() {
+        let mut app = many(35);
+        press(&mut app, KeyCode::Char('G'));
+        render(&app, 80, 12, false);
+        press(&mut app, KeyCode::Char('s'));
+        let screen = render(&app, 80, 12, false);
+        let first = app::short(&app.visible()[0].state.id).to_owned();
+        assert_eq!(table_rows(&screen).first(), Some(&first), "{screen}");
+        assert_eq!(app.selected_row(), Some(0), "{screen}");
     }
 
     #[test]
