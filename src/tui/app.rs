@@ -10,7 +10,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crate::core::state::{self, Health, Phase};
 use crate::tui::event::{Action, Detail, Event, Server, Snapshot};
 
-/// Rows a PgUp/PgDn moves.
+/// Rows a PgUp/PgDn moves before the table is first drawn.
 pub const PAGE: usize = 10;
 /// How long an outcome stays in the status line once nothing is pending.
 pub const STATUS_FOR: Duration = Duration::from_secs(5);
@@ -101,6 +101,8 @@ pub struct App {
     /// First visible row of the table: kept between frames so the view
     /// does not jump. Only the drawing sets it, from the rows it fits.
     pub scroll: std::cell::Cell<usize>,
+    /// Rows the table showed when last drawn: what PgUp/PgDn move.
+    pub page: std::cell::Cell<usize>,
     pub quit: bool,
 }
 
@@ -128,6 +130,7 @@ impl App {
             status_at: SystemTime::UNIX_EPOCH,
             pending: 0,
             scroll: std::cell::Cell::new(0),
+            page: std::cell::Cell::new(PAGE),
             quit: false,
         }
     }
@@ -317,8 +320,8 @@ impl App {
             KeyCode::Esc => self.quit = true,
             KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
             KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
-            KeyCode::PageUp => self.move_by(-(PAGE as isize)),
-            KeyCode::PageDown => self.move_by(PAGE as isize),
+            KeyCode::PageUp => self.move_by(-(self.page.get() as isize)),
+            KeyCode::PageDown => self.move_by(self.page.get() as isize),
             KeyCode::Home | KeyCode::Char('g') => self.select_row(0),
             KeyCode::End | KeyCode::Char('G') => self.select_row(usize::MAX),
             KeyCode::Enter => self.detail_open = !self.detail_open,

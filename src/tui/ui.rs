@@ -360,6 +360,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     // detail pane open, a smaller terminal) is pulled back. The drawing
     // then moves it only as far as the selection needs.
     let fits = usize::from(area.height.saturating_sub(1));
+    app.page.set(fits.max(1));
     let offset = app.scroll.get().min(rows.len().saturating_sub(fits));
     let mut state = TableState::default()
         .with_offset(offset)
@@ -572,7 +573,7 @@ fn draw_help(frame: &mut Frame, area: Rect, _theme: Theme) {
     let rect = popup_area(area, 60, 20);
     let rows = [
         ("↑ ↓  j k", "move the selection"),
-        ("PgUp PgDn", "move a page"),
+        ("PgUp PgDn", "move a page (the rows shown)"),
         ("g G  Home End", "first / last server"),
         ("Enter", "open or close the detail pane"),
         ("K  Delete", "kill the server (asks; f: at once)"),
@@ -843,6 +844,20 @@ mod tests {
         }
         let screen = render(&app, 120, 35, false);
         assert_eq!(table_rows(&screen).len(), 31, "{screen}");
+    }
+
+    #[test]
+    fn page_keys_move_by_the_rows_the_table_shows() {
+        let mut app = many(70);
+        render(&app, 120, 35, false);
+        press(&mut app, KeyCode::PageDown);
+        assert_eq!(app.selected_row(), Some(31));
+        press(&mut app, KeyCode::PageDown);
+        let screen = render(&app, 120, 35, false);
+        assert_eq!(app.selected_row(), Some(62));
+        assert_eq!(table_rows(&screen).len(), 31, "{screen}");
+        press(&mut app, KeyCode::PageUp);
+        assert_eq!(app.selected_row(), Some(31));
     }
 
     #[test]
