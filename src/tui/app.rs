@@ -507,7 +507,7 @@ pub mod tests {
         state::parse_time(t).unwrap()
     }
 
-    fn app_with(servers: Vec<Server>) -> App {
+    pub fn app_with(servers: Vec<Server>) -> App {
         let mut app = App::new();
         app.update(Event::Refresh(Snapshot {
             now: at("2026-11-25T12:00:00.000Z"),

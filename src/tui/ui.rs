@@ -646,7 +646,7 @@ fn duration(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::app::tests::{at, server};
+    use crate::tui::app::tests::{app_with, at, server};
     use crate::tui::event::{Detail, Event, Snapshot};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
@@ -769,19 +769,7 @@ mod tests {
 
     #[test]
     fn scrolled_view_keeps_its_offset_while_the_selection_moves_inside_it() {
-        let mut app = App::new();
-        let servers = (0..30)
-            .map(|i| {
-                let started = format!("2026-11-25T11:{i:02}:00.000Z");
-                server(&format!("{i:03}"), "cat", &started, i)
-            })
-            .collect();
-        app.update(Event::Refresh(Snapshot {
-            now: at("2026-11-25T12:00:00.000Z"),
-            error: None,
-            servers,
-            detail: None,
-        }));
+        let mut app = many(30);
         press(&mut app, KeyCode::Char('G'));
         render(&app, 80, 12, false);
         let bottom = app.scroll.get();
@@ -794,20 +782,14 @@ mod tests {
 
     /// `n` servers `000`, `001`, ... started a minute apart.
     fn many(n: usize) -> App {
-        let mut app = App::new();
-        let servers = (0..n)
-            .map(|i| {
-                let started = format!("2026-11-25T{:02}:{:02}:00.000Z", 10 + i / 60, i % 60);
-                server(&format!("{i:03}"), "cat", &started, i as u64)
-            })
-            .collect();
-        app.update(Event::Refresh(Snapshot {
-            now: at("2026-11-25T12:00:00.000Z"),
-            error: None,
-            servers,
-            detail: None,
-        }));
-        app
+        app_with(
+            (0..n)
+                .map(|i| {
+                    let started = format!("2026-11-25T{:02}:{:02}:00.000Z", 10 + i / 60, i % 60);
+                    server(&format!("{i:03}"), "cat", &started, i as u64)
+                })
+                .collect(),
+        )
     }
 
     /// The server ids of the table's rows on a rendered screen.
