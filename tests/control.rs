@@ -446,17 +446,43 @@ fn draining_server_leaves_its_successor_listed() {
     assert_eq!(w.server_pids(), vec![new], "the successor served it");
 }
 
-#[test]
-fn kill_stale_cleans_up_after_a_killed_server() {
-    let w = World::new();
+/// Runs a call through `cat`, waits until the state file shows it and its
+/// tool, then SIGKILLs the server (the file stays behind, its figures as
+/// they were) and waits until it is gone.
+fn kill_a_server_hard(w: &World) {
     ok_stdout(&w.run(&["run", "cat"], b"x\n"));
-    let s = state_files(&w).remove(0);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let s = &state_files(w)[0];
+        s["requests_total"] == 1 && s["instances"].as_array().is_some_and(|i| i.len() == 1)
+    }));
+    let s = state_files(w).remove(0);
     let pid = s["server_pid"].as_u64().unwrap() as u32;
     Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
     assert!(wait_until(Duration::from_secs(5), || !process_alive(pid)));
+}
+
+#[test]
+fn a_dead_server_shows_no_live_figures() {
+    let w = World::new();
+    kill_a_server_hard(&w);
+    let listed = ls_json(&w);
+    let dead = &listed[0];
+    assert_eq!(dead["state"], "dead");
+    assert_eq!(dead["instances"], serde_json::json!([]), "{dead}");
+    assert_eq!(dead["clients_active"], 0, "{dead}");
+    assert_eq!(dead["throughput"], serde_json::json!([]), "{dead}");
+    assert_eq!(dead["idle_deadline_at"], serde_json::Value::Null, "{dead}");
+    // What it did while it lived stays.
+    assert_eq!(dead["requests_total"], 1, "{dead}");
+}
+
+#[test]
+fn kill_stale_cleans_up_after_a_killed_server() {
+    let w = World::new();
+    kill_a_server_hard(&w);
     let listed = ls_json(&w);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["state"], "dead");

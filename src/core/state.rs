@@ -505,13 +505,24 @@ fn heartbeat_age(s: &ServerState) -> Duration {
 }
 
 impl Found {
-    /// The state as `ls` and `top` report it: a dead server's says `dead`,
-    /// and a live one whose heartbeat (written at least once a second) is
+    /// The state as `ls` and `top` report it: a dead server's says `dead`
+    /// and shows nothing running (no instances, calls or rate), and a live
+    /// one whose heartbeat (written at least once a second) is
     /// late says `unresponsive`: it is stopped, or wedged.
     pub fn shown_state(&self) -> ServerState {
         let mut s = self.state.clone();
         match self.health {
-            Health::Dead => s.state = Phase::Dead,
+            // Nothing of it runs: what its file says of the moment (tools,
+            // calls, rate, when it would idle out) is no longer so; its
+            // totals and latencies are its history and stay.
+            Health::Dead => {
+                s.state = Phase::Dead;
+                s.instances.clear();
+                s.clients_active = 0;
+                s.clients_waiting = 0;
+                s.throughput.clear();
+                s.idle_deadline_at = None;
+            }
             Health::Live if heartbeat_age(&s) > HEARTBEAT_STALE => s.state = Phase::Unresponsive,
             _ => {}
         }

@@ -167,19 +167,7 @@ fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapsho
     };
     let detail = selected
         .and_then(|id| found.iter().find(|f| f.state.id == id))
-        // The pids of a dead or remote server are nobody's or another
-        // machine's: /proc says nothing about them.
-        .filter(|f| f.health == Health::Live)
-        .map(|f| Detail {
-            id: f.state.id.clone(),
-            tools: f
-                .state
-                .instances
-                .iter()
-                .map(|i| (i.pid, memory.get(&i.pid).copied().unwrap_or(0)))
-                .collect(),
-            log_tail: logfile::last_lines(&f.state.log, LOG_LINES),
-        });
+        .map(|f| detail(f, &memory));
     Snapshot {
         now: SystemTime::now(),
         error,
@@ -196,6 +184,28 @@ fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapsho
             })
             .collect(),
         detail,
+    }
+}
+
+/// The detail pane's facts of one server. `memory`: resident bytes by
+/// process group.
+fn detail(f: &Found, memory: &std::collections::HashMap<u32, u64>) -> Detail {
+    // The pids of a dead or remote server are nobody's or another
+    // machine's: /proc says nothing about them.
+    let tools = match f.health {
+        Health::Live => f
+            .state
+            .instances
+            .iter()
+            .map(|i| (i.pid, memory.get(&i.pid).copied().unwrap_or(0)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Detail {
+        id: f.state.id.clone(),
+        tools,
+        // A dead server's log is where one looks for why it died.
+        log_tail: logfile::last_lines(&f.state.log, LOG_LINES),
     }
 }
 
@@ -229,4 +239,39 @@ fn perform(action: Action, narrow: Option<PathBuf>, tx: mpsc::Sender<Event>) {
         };
         let _ = tx.send(Event::Done(message));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(health: Health, log: &std::path::Path) -> Found {
+        let mut state =
+            app::tests::server("dead00beef01", "cat", "2026-11-25T09:00:00.000Z", 3).state;
+        state.log = log.to_owned();
+        Found {
+            state,
+            state_path: log.with_extension("json"),
+            health,
+            entry: None,
+        }
+    }
+
+    #[test]
+    fn a_dead_server_shows_its_last_log_lines_and_no_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        std::fs::write(&log, "started\ntool exited: signal 9\nserver killed\n").unwrap();
+        let memory = [(4243, 1 << 20)].into_iter().collect();
+        let d = detail(&found(Health::Dead, &log), &memory);
+        assert_eq!(d.log_tail.last().map(String::as_str), Some("server killed"));
+        assert!(
+            d.tools.is_empty(),
+            "its tool pid is nobody's now: {:?}",
+            d.tools
+        );
+        let d = detail(&found(Health::Live, &log), &memory);
+        assert_eq!(d.tools, [(4243, 1 << 20)]);
+        assert_eq!(d.log_tail.len(), 3);
+    }
 }

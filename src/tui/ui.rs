@@ -84,7 +84,7 @@ const COLUMNS: [Column; 12] = [
                 .iter()
                 .filter(|i| i.state == "busy")
                 .count();
-            format!("{busy}/{}", s.state.instances.len())
+            live(s, || format!("{busy}/{}", s.state.instances.len()))
         },
     },
     // Calls being served, `+N` waiting.
@@ -92,9 +92,11 @@ const COLUMNS: [Column; 12] = [
         name: "CLNT",
         width: 5,
         priority: 1,
-        cell: |s, _| match s.state.clients_waiting {
-            0 => s.state.clients_active.to_string(),
-            w => format!("{}+{w}", s.state.clients_active),
+        cell: |s, _| {
+            live(s, || match s.state.clients_waiting {
+                0 => s.state.clients_active.to_string(),
+                w => format!("{}+{w}", s.state.clients_active),
+            })
         },
     },
     Column {
@@ -107,7 +109,7 @@ const COLUMNS: [Column; 12] = [
         name: "REC/S",
         width: 6,
         priority: 2,
-        cell: |s, _| count(app::rate(s) as u64),
+        cell: |s, _| live(s, || count(app::rate(s) as u64)),
     },
     Column {
         name: "IDLE",
@@ -125,7 +127,7 @@ const COLUMNS: [Column; 12] = [
         name: "MEM",
         width: 6,
         priority: 2,
-        cell: |s, _| bytes(s.tool_memory),
+        cell: |s, _| live(s, || bytes(s.tool_memory)),
     },
     Column {
         name: "UPTIME",
@@ -146,6 +148,14 @@ const COLUMNS: [Column; 12] = [
         cell: |s, _| ms(s.state.latency_ms.p50),
     },
 ];
+
+/// A figure of the moment, or `-` for a dead server: nothing of it runs.
+fn live(s: &Server, figure: impl FnOnce() -> String) -> String {
+    match s.health {
+        Health::Dead => "-".to_owned(),
+        _ => figure(),
+    }
+}
 
 /// The command column gets at least this much.
 const COMMAND_MIN: u16 = 16;
@@ -393,6 +403,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             .map(|(pid, rss)| format!("{pid} ({})", bytes(*rss)))
             .collect::<Vec<_>>()
             .join("  "),
+        _ if s.health == Health::Dead => "none running".to_owned(),
         _ => s
             .state
             .instances
@@ -405,16 +416,23 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let l = &st.latency_ms;
     let label = |t: &'static str| Span::styled(format!("{t:<9}"), theme.title());
     let busy = st.instances.iter().filter(|i| i.state == "busy").count();
-    let mut server = format!(
-        "pid {} on {}, {}, up {}, instances {busy} busy of {} (at most {}{})",
-        st.server_pid,
-        st.host,
-        app::state_label(s),
-        app::uptime(s, app.now).map_or("-".into(), |d| duration(d.as_secs())),
-        st.instances.len(),
-        st.max_instances,
-        if st.interleave { ", interleaved" } else { "" },
-    );
+    let mut server = match s.health {
+        // Its file's last word is all there is: when it was written.
+        Health::Dead => format!(
+            "pid {} on {}, dead, last heard of {}; `c` cleans up",
+            st.server_pid, st.host, st.heartbeat_at,
+        ),
+        _ => format!(
+            "pid {} on {}, {}, up {}, instances {busy} busy of {} (at most {}{})",
+            st.server_pid,
+            st.host,
+            app::state_label(s),
+            app::uptime(s, app.now).map_or("-".into(), |d| duration(d.as_secs())),
+            st.instances.len(),
+            st.max_instances,
+            if st.interleave { ", interleaved" } else { "" },
+        ),
+    };
     if let Some(left) = app::idle_left(s, app.now) {
         server.push_str(&format!(", stops if idle {}", duration(left.as_secs())));
     }
@@ -459,7 +477,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         Paragraph::new(vec![
             Line::from(vec![
                 label("rec/s"),
-                Span::raw(format!("now {}", count(app::rate(s) as u64))),
+                Span::raw(format!("now {}", live(s, || count(app::rate(s) as u64)))),
             ]),
             Line::from(format!("{:<9}max {}", "", count(peak))),
         ]),
@@ -677,8 +695,12 @@ mod tests {
             "2026-11-25T08:00:00.000Z",
             3,
         );
+        // As `Found::shown_state` hands it over: nothing of it runs.
         dead.health = Health::Dead;
         dead.tool_memory = 0;
+        dead.state.instances.clear();
+        dead.state.throughput.clear();
+        dead.state.idle_deadline_at = None;
         let ready = server("0a1b2c3d4e5f", "cat", "2026-11-25T11:59:30.000Z", 0);
         let mut app = App::new();
         app.update(Event::Refresh(Snapshot {
@@ -723,6 +745,29 @@ mod tests {
         press(&mut app, KeyCode::Down);
         press(&mut app, KeyCode::Enter);
         insta::assert_snapshot!(render(&app, 100, 30, false));
+    }
+
+    #[test]
+    fn a_dead_server_detail_shows_its_log_and_nothing_running() {
+        let mut app = fixture();
+        let dead = app.visible()[0].state.clone();
+        assert_eq!(dead.short_id(), "dead00beef01");
+        app.update(Event::Refresh(Snapshot {
+            now: app.now,
+            error: None,
+            servers: app.servers.clone(),
+            detail: Some(Detail {
+                id: dead.id.clone(),
+                tools: vec![],
+                log_tail: vec!["2026-11-25T08:59:59.000Z  WARN tool exited: signal 9".into()],
+            }),
+        }));
+        press(&mut app, KeyCode::Enter);
+        let screen = render(&app, 100, 30, false);
+        assert!(screen.contains("tool exited: signal 9"), "{screen}");
+        assert!(screen.contains("dead, last heard of"), "{screen}");
+        assert!(!screen.contains("busy of"), "{screen}");
+        insta::assert_snapshot!(screen);
     }
 
     #[test]
