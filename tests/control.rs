@@ -479,6 +479,34 @@ fn a_dead_server_shows_no_live_figures() {
     assert_eq!(dead["requests_total"], 1, "{dead}");
 }
 
+/// While the tool starts (here: a prelude it writes after 2 s), the
+/// server says `starting` even with a call waiting, and its instance has
+/// the tool's real pid, whose process group `top` sums the memory of.
+#[test]
+fn a_starting_tool_is_shown_starting_with_its_pid() {
+    let w = World::new();
+    w.script(
+        "slow.sh",
+        "#!/bin/sh\nsleep 2\necho banner\nexec sed -u 's/^/ok /'\n",
+    );
+    let mut call = w.spawn(&["run", "-P", "1", "./slow.sh"]);
+    writeln!(call.stdin.as_mut().unwrap(), "x").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        ls_json(&w)
+            .first()
+            .is_some_and(|s| s["instances"].as_array().is_some_and(|i| !i.is_empty()))
+    }));
+    let s = ls_json(&w).remove(0);
+    assert_eq!(s["state"], "starting", "{s}");
+    let inst = &s["instances"][0];
+    assert_eq!(inst["state"], "starting", "{s}");
+    let pid = inst["pid"].as_u64().unwrap() as u32;
+    assert!(pid != 0 && process_alive(pid), "{s}");
+    drop(call.stdin.take());
+    let out = common::finish(call, b"");
+    assert_eq!(ok_stdout(&out), "banner\nok x\n");
+}
+
 #[test]
 fn kill_stale_cleans_up_after_a_killed_server() {
     let w = World::new();

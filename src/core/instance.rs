@@ -100,10 +100,13 @@ impl Instance {
     /// Starts the tool and reads its prelude. Without `-w`, a tool that
     /// wrote part of a prelude and then went quiet is reported once
     /// through `notice` (for the calls that wait), and waited for.
+    /// `spawned` is told the tool's pid as soon as it runs, before its
+    /// prelude is read.
     pub async fn start(
         spec: &ToolSpec,
         output: &Terminator,
         notice: impl Fn(&str),
+        spawned: impl FnOnce(u32),
     ) -> Result<Self, Failure> {
         // Through `viasock __exec-tool`, which makes the tool die with the
         // server; /proc/self/exe is this binary even if it was replaced.
@@ -136,6 +139,7 @@ impl Instance {
             }
         })?;
         let pid = child.id().unwrap_or(0);
+        spawned(pid);
         GROUPS
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -226,7 +226,8 @@ impl Worker {
                 r.emit(Kind::Info, m.as_bytes());
             }
         };
-        let mut inst = match Instance::start(&cfg.spec, &cfg.output, notice).await {
+        let spawned = |pid| self.pid.set(pid);
+        let mut inst = match Instance::start(&cfg.spec, &cfg.output, notice, spawned).await {
             Ok(i) => i,
             Err(f) => {
                 // Recorded before it leaves the pool, so that those who

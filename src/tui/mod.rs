@@ -158,10 +158,13 @@ fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapsho
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let memory = procinfo::rss_by_group();
+    // A pid of 0 (a tool not started yet) is no process group of ours:
+    // group 0 would be init's and the kernel's.
     let tool_memory = |f: &Found| -> u64 {
         f.state
             .instances
             .iter()
+            .filter(|i| i.pid != 0)
             .filter_map(|i| memory.get(&i.pid))
             .sum()
     };

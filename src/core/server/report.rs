@@ -74,14 +74,16 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
     let active = shared.active.load(Ordering::SeqCst);
     let waiting = pool.waiting();
     let now = SystemTime::now();
+    // Starting while no tool has finished starting, whether or not calls
+    // wait for one.
     let state = match *shared.mode.borrow() {
-        Mode::Running if active > 0 => Phase::Busy,
         Mode::Running
             if !workers.is_empty()
                 && workers.iter().all(|w| w.state() == WorkerState::Starting) =>
         {
             Phase::Starting
         }
+        Mode::Running if active > 0 => Phase::Busy,
         Mode::Running => Phase::Ready,
         _ if shared.stale.load(Ordering::SeqCst) => Phase::Stale,
         _ => Phase::Draining,
