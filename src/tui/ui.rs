@@ -566,25 +566,43 @@ fn draw_confirm(frame: &mut Frame, area: Rect, action: &Action, command: &str, t
         ),
         Action::CleanDead => (" Clean up ", "Clean up dead servers?".to_owned()),
     };
-    let rect = popup_area(area, 64, 7);
-    let answers = if matches!(action, Action::Kill(_)) {
-        "y: yes, after its calls finish   f: now   n, Esc, Enter: no"
-    } else {
-        "y: yes    n, Esc, Enter: no"
+    // The answers have a line of their own at the bottom, whatever the
+    // length of the command above them: a long one is wrapped over at
+    // most COMMAND_LINES lines and cut with `…`.
+    const COMMAND_LINES: usize = 4;
+    let inner_width = usize::from(area.width.min(64).saturating_sub(2)).max(1);
+    let kill = matches!(action, Action::Kill(_));
+    let answers = match (kill, inner_width >= 60) {
+        (true, true) => "y: yes, after its calls finish   f: now   n, Esc, Enter: no",
+        (true, false) => "y: yes   f: now   n: no",
+        (false, true) => "y: yes    n, Esc, Enter: no",
+        (false, false) => "y: yes   n: no",
     };
-    let text = vec![
-        Line::from(question),
-        Line::from(Span::styled(command.to_owned(), theme.title())),
-        Line::default(),
-        Line::from(answers),
-    ];
-    frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(text)
-            .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(title)),
-        rect,
+    let chars: Vec<char> = command.chars().collect();
+    let mut shown: Vec<String> = chars
+        .chunks(inner_width)
+        .map(|c| c.iter().collect())
+        .collect();
+    if shown.len() > COMMAND_LINES {
+        shown.truncate(COMMAND_LINES);
+        let last = shown.last_mut().expect("COMMAND_LINES > 0");
+        *last = fit(last, inner_width.saturating_sub(1));
+    }
+    let mut text = vec![Line::from(question)];
+    text.extend(
+        shown
+            .into_iter()
+            .map(|l| Line::from(Span::styled(l, theme.title()))),
     );
+    let height = (text.len() + 4) as u16;
+    let rect = popup_area(area, 64, height);
+    let block = Block::bordered().title(title);
+    let inner = block.inner(rect);
+    let [top, bottom] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(inner);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(block, rect);
+    frame.render_widget(Paragraph::new(text), top);
+    frame.render_widget(Paragraph::new(answers), bottom);
 }
 
 fn draw_help(frame: &mut Frame, area: Rect, _theme: Theme) {
@@ -768,6 +786,26 @@ mod tests {
         assert!(screen.contains("dead, last heard of"), "{screen}");
         assert!(!screen.contains("busy of"), "{screen}");
         insta::assert_snapshot!(screen);
+    }
+
+    #[test]
+    fn a_kill_question_always_shows_its_answers() {
+        let long = format!(
+            "tokenize {}",
+            "--lexicon /srv/models/en/lexicon.txt ".repeat(12)
+        );
+        let mut app = app_with(vec![server(
+            "4a4a4a4a4a4a",
+            long.trim(),
+            "2026-11-25T11:00:00.000Z",
+            1,
+        )]);
+        press(&mut app, KeyCode::Char('K'));
+        for (w, h) in [(80, 24), (120, 35), (40, 20)] {
+            let screen = render(&app, w, h, false);
+            assert!(screen.contains(": no"), "{w}x{h}:\n{screen}");
+            assert!(screen.contains("tokenize"), "{w}x{h}:\n{screen}");
+        }
     }
 
     #[test]
