@@ -263,3 +263,36 @@ fn top_exits_when_its_terminal_goes_away() {
     }
     assert!(gone, "top outlived its terminal");
 }
+
+#[test]
+fn top_ends_with_128_plus_the_signal_that_stopped_it() {
+    let w = World::new();
+    let tmux = Tmux::new("top4");
+    let status = w.tmp.path().join("status");
+    let command = format!(
+        "env VIASOCK_DIR='{}' XDG_RUNTIME_DIR='{}' '{BIN}' top; echo $? > '{}'; sleep 60",
+        w.state.display(),
+        w.tmp.path().display(),
+        status.display()
+    );
+    let shell = tmux.start(80, 24, &command);
+    tmux.expect("No viasock servers are running");
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+    let top_pid = children
+        .split_whitespace()
+        .next()
+        .expect("top runs")
+        .to_owned();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &top_pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&status).is_ok_and(|s| s.ends_with('\n'))
+    }));
+    // As a shell reports a command a signal ended: the terminal restored all the same.
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "143");
+}

@@ -104,6 +104,8 @@ pub struct App {
     /// Rows the table showed when last drawn: what PgUp/PgDn move.
     pub page: std::cell::Cell<usize>,
     pub quit: bool,
+    /// The signal that ended the monitor, if one did.
+    pub signalled: Option<i32>,
 }
 
 impl Default for App {
@@ -132,6 +134,7 @@ impl App {
             scroll: std::cell::Cell::new(0),
             page: std::cell::Cell::new(PAGE),
             quit: false,
+            signalled: None,
         }
     }
 
@@ -147,8 +150,9 @@ impl App {
                 self.say(message);
                 None
             }
-            Event::Quit => {
+            Event::Signal(number) => {
                 self.quit = true;
+                self.signalled = Some(number);
                 None
             }
             Event::Key(key) => {

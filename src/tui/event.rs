@@ -14,8 +14,8 @@ pub enum Event {
     Refresh(Snapshot),
     /// An action finished; the status line says how.
     Done(String),
-    /// Stop (a signal arrived).
-    Quit,
+    /// Stop: this signal arrived.
+    Signal(i32),
 }
 
 /// A side effect `update` asks the event loop for; the result comes back

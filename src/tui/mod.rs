@@ -81,7 +81,8 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
             last_read = Instant::now() - REFRESH;
         }
     }
-    Ok(0)
+    // Ended by a signal: the status a shell gives a command it killed.
+    Ok(app.signalled.map_or(0, |n| 128 + n))
 }
 
 /// Watchdog ticks (of [`REFRESH`]) the loop may miss before the terminal
@@ -123,7 +124,9 @@ impl Drop for Restore {
 }
 
 /// Turns SIGTERM, SIGHUP and SIGINT into a clean quit (the terminal is
-/// restored) rather than a death that leaves it in raw mode.
+/// restored) rather than a death that leaves it in raw mode; the monitor
+/// then ends with 128 + the signal's number, as if the signal had ended
+/// it.
 fn watch_signals(tx: mpsc::Sender<Event>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -141,12 +144,12 @@ fn watch_signals(tx: mpsc::Sender<Event>) {
             ) else {
                 return;
             };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-                _ = int.recv() => {}
-            }
-            let _ = tx.send(Event::Quit);
+            let number = tokio::select! {
+                _ = term.recv() => libc::SIGTERM,
+                _ = hup.recv() => libc::SIGHUP,
+                _ = int.recv() => libc::SIGINT,
+            };
+            let _ = tx.send(Event::Signal(number));
         });
     });
 }
