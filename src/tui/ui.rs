@@ -661,12 +661,18 @@ fn ms(v: f64) -> String {
     }
 }
 
+/// A size in at most four characters, rounded to the nearest: one
+/// decimal below 10 of a unit, none above.
 fn bytes(b: u64) -> String {
-    match b {
-        0 => "-".into(),
-        b if b >= 1 << 30 => format!("{:.1}G", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{}M", b >> 20),
-        b => format!("{}k", b >> 10),
+    let (value, unit) = match b {
+        b if b < 1 << 10 => return format!("{b}B"),
+        b if b < 1 << 20 => (b as f64 / 1024.0, 'k'),
+        b if b < 1 << 30 => (b as f64 / (1u64 << 20) as f64, 'M'),
+        b => (b as f64 / (1u64 << 30) as f64, 'G'),
+    };
+    match value {
+        v if v < 9.95 => format!("{v:.1}{unit}"),
+        v => format!("{v:.0}{unit}"),
     }
 }
 
@@ -841,6 +847,16 @@ mod tests {
         }
         press(&mut app, KeyCode::Enter);
         insta::assert_snapshot!(render(&app, 100, 12, false));
+    }
+
+    #[test]
+    fn byte_figures_round_to_the_nearest_and_show_zero() {
+        assert_eq!(bytes(0), "0B");
+        assert_eq!(bytes(500), "500B");
+        assert_eq!(bytes(1536), "1.5k");
+        assert_eq!(bytes((1 << 20) * 19 / 10), "1.9M");
+        assert_eq!(bytes((1 << 20) * 52 + (1 << 19) + 1), "53M");
+        assert_eq!(bytes(3 << 30), "3.0G");
     }
 
     #[test]
