@@ -240,12 +240,22 @@ fn sort_arrow(app: &App) -> &'static str {
     }
 }
 
-/// `text` cut to `width` characters, with `…` where it was cut.
+/// `text` cut to `width` terminal columns, with `…` where it was cut.
 fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    if text.width() <= width {
         return text.to_owned();
     }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    // Counted in terminal columns: a wide character takes two.
+    let room = width.saturating_sub(1);
+    let mut used = 0;
+    let mut cut: String = text
+        .chars()
+        .take_while(|c| {
+            used += c.width().unwrap_or(0);
+            used <= room
+        })
+        .collect();
     cut.push('…');
     cut
 }
@@ -857,6 +867,25 @@ mod tests {
         assert_eq!(bytes((1 << 20) * 19 / 10), "1.9M");
         assert_eq!(bytes((1 << 20) * 52 + (1 << 19) + 1), "53M");
         assert_eq!(bytes(3 << 30), "3.0G");
+    }
+
+    #[test]
+    fn wide_characters_are_cut_by_the_columns_they_take() {
+        let cut = fit("分かち書き --辞書 大きい辞書", 10);
+        assert!(cut.ends_with('…'), "{cut}");
+        assert!(
+            unicode_width::UnicodeWidthStr::width(cut.as_str()) <= 10,
+            "{cut}"
+        );
+        let app = app_with(vec![server(
+            "7a7a7a7a7a7a",
+            "分かち書き --辞書 大きい辞書 とても長い名前",
+            "2026-11-25T11:00:00.000Z",
+            1,
+        )]);
+        let screen = render(&app, 80, 24, false);
+        let row = screen.lines().find(|l| l.contains("7a7a7a7a7a7a")).unwrap();
+        assert!(row.contains('…'), "{screen}");
     }
 
     #[test]
