@@ -163,10 +163,12 @@ const HIGHLIGHT: &str = "▶ ";
 
 pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     let area = frame.area();
-    let detail_height = if app.detail_open {
-        15.min(area.height.saturating_sub(6))
-    } else {
-        0
+    // A long command line takes more of the pane; the log keeps its lines.
+    let detail_height = match app.selected_server() {
+        Some(s) if app.detail_open => {
+            (14 + command_lines(s, area.width)).min(area.height.saturating_sub(6))
+        }
+        _ => 0,
     };
     let [header, table, detail, status, keys] = Layout::vertical([
         Constraint::Length(1),
@@ -238,6 +240,41 @@ fn sort_arrow(app: &App) -> &'static str {
     } else {
         "▲"
     }
+}
+
+/// `text` in lines of `width` terminal columns, broken after spaces
+/// where it can be (inside a word longer than a line where not), at most
+/// `most` of them; the last is cut with `…` if it does not all fit.
+fn wrap_columns(text: &str, width: usize, most: usize) -> Vec<String> {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    let width = width.max(2);
+    let mut lines = vec![String::new()];
+    let mut used = 0;
+    for word in text.split_inclusive(' ') {
+        // A word that fits on a line of its own starts one.
+        let w = word.trim_end().width();
+        if used > 0 && used + w > width && w <= width {
+            lines.push(String::new());
+            used = 0;
+        }
+        for c in word.chars() {
+            let cw = c.width().unwrap_or(0);
+            if used + cw > width {
+                if c == ' ' {
+                    continue;
+                }
+                lines.push(String::new());
+                used = 0;
+            }
+            used += cw;
+            lines.last_mut().expect("one line at least").push(c);
+        }
+    }
+    if lines.len() > most {
+        let rest = lines.split_off(most.max(1) - 1).concat();
+        lines.push(fit(&rest, width));
+    }
+    lines
 }
 
 /// `text` cut to `width` terminal columns, with `…` where it was cut.
@@ -389,6 +426,16 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     app.scroll.set(state.offset());
 }
 
+/// Lines the detail pane gives the command line at most.
+const COMMAND_LINES: usize = 8;
+
+/// Lines the command line of `s` takes in a detail pane `width` wide
+/// (after its label).
+fn command_lines(s: &Server, width: u16) -> u16 {
+    let room = usize::from(width).saturating_sub(9);
+    wrap_columns(&app::command_line(s), room, COMMAND_LINES).len() as u16
+}
+
 fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let Some(s) = app.selected_server() else {
         return;
@@ -400,7 +447,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [facts, spark, log] = Layout::vertical([
-        Constraint::Length(8),
+        Constraint::Length(7 + command_lines(s, inner.width)),
         Constraint::Length(2),
         Constraint::Fill(1),
     ])
@@ -446,38 +493,50 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     if let Some(left) = app::idle_left(s, app.now) {
         server.push_str(&format!(", stops if idle {}", duration(left.as_secs())));
     }
-    let lines = vec![
-        Line::from(vec![label("command"), Span::raw(app::command_line(s))]),
-        Line::from(vec![label("cwd"), Span::raw(st.cwd.display().to_string())]),
-        Line::from(vec![
-            label("socket"),
-            Span::raw(st.socket.display().to_string()),
-        ]),
-        Line::from(vec![label("log"), Span::raw(log_line(st))]),
-        Line::from(vec![label("server"), Span::raw(server)]),
-        Line::from(vec![label("tools"), Span::raw(tools)]),
-        Line::from(vec![
-            label("latency"),
-            Span::raw(format!(
+    let facts_text = [
+        ("cwd", st.cwd.display().to_string()),
+        ("socket", st.socket.display().to_string()),
+        ("log", log_line(st)),
+        ("server", server),
+        ("tools", tools),
+        (
+            "latency",
+            format!(
                 "p50 {}  p95 {}  p99 {}  max {}  (per record, last 60 s)",
                 ms(l.p50),
                 ms(l.p95),
                 ms(l.p99),
                 ms(l.max),
-            )),
-        ]),
-        Line::from(vec![
-            label("totals"),
-            Span::raw(format!(
+            ),
+        ),
+        (
+            "totals",
+            format!(
                 "{} requests, {} records, {} errors, {} in, {} out",
                 st.requests_total,
                 st.records_total,
                 st.errors_total,
                 bytes(st.bytes_in),
                 bytes(st.bytes_out),
-            )),
-        ]),
+            ),
+        ),
     ];
+    // The command line whole, over as many lines as it takes (up to
+    // COMMAND_LINES); every other fact on one line, cut with `…`.
+    let room = usize::from(facts.width).saturating_sub(9);
+    let mut lines: Vec<Line> = wrap_columns(&app::command_line(s), room, COMMAND_LINES)
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let head = if i == 0 { label("command") } else { label("") };
+            Line::from(vec![head, Span::raw(part)])
+        })
+        .collect();
+    lines.extend(
+        facts_text
+            .into_iter()
+            .map(|(name, value)| Line::from(vec![label(name), Span::raw(fit(&value, room))])),
+    );
     frame.render_widget(Paragraph::new(lines), facts);
     let [spark_label, spark_area] =
         Layout::horizontal([Constraint::Length(16), Constraint::Fill(1)]).areas(spark);
@@ -578,8 +637,8 @@ fn draw_confirm(frame: &mut Frame, area: Rect, action: &Action, command: &str, t
     };
     // The answers have a line of their own at the bottom, whatever the
     // length of the command above them: a long one is wrapped over at
-    // most COMMAND_LINES lines and cut with `…`.
-    const COMMAND_LINES: usize = 4;
+    // most QUESTION_LINES lines and cut with `…`.
+    const QUESTION_LINES: usize = 4;
     let inner_width = usize::from(area.width.min(64).saturating_sub(2)).max(1);
     let kill = matches!(action, Action::Kill(_));
     let answers = match (kill, inner_width >= 60) {
@@ -588,19 +647,9 @@ fn draw_confirm(frame: &mut Frame, area: Rect, action: &Action, command: &str, t
         (false, true) => "y: yes    n, Esc, Enter: no",
         (false, false) => "y: yes   n: no",
     };
-    let chars: Vec<char> = command.chars().collect();
-    let mut shown: Vec<String> = chars
-        .chunks(inner_width)
-        .map(|c| c.iter().collect())
-        .collect();
-    if shown.len() > COMMAND_LINES {
-        shown.truncate(COMMAND_LINES);
-        let last = shown.last_mut().expect("COMMAND_LINES > 0");
-        *last = fit(last, inner_width.saturating_sub(1));
-    }
     let mut text = vec![Line::from(question)];
     text.extend(
-        shown
+        wrap_columns(command, inner_width, QUESTION_LINES)
             .into_iter()
             .map(|l| Line::from(Span::styled(l, theme.title()))),
     );
@@ -822,6 +871,36 @@ mod tests {
             assert!(screen.contains(": no"), "{w}x{h}:\n{screen}");
             assert!(screen.contains("tokenize"), "{w}x{h}:\n{screen}");
         }
+    }
+
+    #[test]
+    fn the_detail_pane_shows_the_whole_command_quoted_and_cuts_the_rest_with_an_ellipsis() {
+        let mut s = server("5b5b5b5b5b5b", "cut", "2026-11-25T11:00:00.000Z", 1);
+        s.state.command = ["cut", "-d", " ", "-f1"].map(String::from).to_vec();
+        s.state
+            .command
+            .extend((0..8).map(|i| format!("/srv/corpora/newspapers/part-{i:04}.txt")));
+        s.state.cwd = format!("/home/ada/{}", "very-long-directory-name/".repeat(6)).into();
+        let whole = s.state.command_line();
+        let mut app = app_with(vec![s]);
+        press(&mut app, KeyCode::Enter);
+        let screen = render(&app, 80, 30, false);
+        let lines: Vec<&str> = screen.lines().map(|l| l.trim_matches('"')).collect();
+        let first = lines
+            .iter()
+            .position(|l| l.starts_with("command "))
+            .unwrap();
+        let shown: String = lines[first..]
+            .iter()
+            .take_while(|l| l.starts_with("command ") || l.starts_with("         "))
+            .map(|l| l[9..].trim_end())
+            .collect();
+        // Wrapped at spaces: compared without the spaces that padding
+        // and line ends add or take.
+        assert!(lines[first].contains("cut -d ' ' -f1"), "{screen}");
+        assert_eq!(shown.replace(' ', ""), whole.replace(' ', ""), "{screen}");
+        let cwd = lines.iter().find(|l| l.starts_with("cwd ")).unwrap();
+        assert!(cwd.trim_end().ends_with('…'), "{screen}");
     }
 
     #[test]
