@@ -106,6 +106,8 @@ pub struct App {
     pub quit: bool,
     /// The signal that ended the monitor, if one did.
     pub signalled: Option<i32>,
+    /// Why the servers could not be read, as of the last refresh.
+    pub error: Option<String>,
 }
 
 impl Default for App {
@@ -135,6 +137,7 @@ impl App {
             page: std::cell::Cell::new(PAGE),
             quit: false,
             signalled: None,
+            error: None,
         }
     }
 
@@ -182,9 +185,10 @@ impl App {
         if self.pending == 0 && shown_for >= STATUS_FOR {
             self.status = None;
         }
-        if let Some(e) = error {
-            self.say(e);
+        if let Some(e) = &error {
+            self.say(e.clone());
         }
+        self.error = error;
         self.servers = servers;
         self.detail = detail;
         self.keep_selection();
@@ -211,7 +215,10 @@ impl App {
             // Oldest first: new servers join at the bottom.
             SortKey::Uptime => a.state.started_at.cmp(&b.state.started_at),
             SortKey::Id => a.state.id.cmp(&b.state.id),
-            SortKey::Command => command_line(a).cmp(&command_line(b)),
+            // By what the table shows (the program's name), then the rest.
+            SortKey::Command => short_command(a)
+                .cmp(&short_command(b))
+                .then_with(|| command_line(a).cmp(&command_line(b))),
             SortKey::State => state_label(a).cmp(state_label(b)),
             SortKey::Requests => b.state.requests_total.cmp(&a.state.requests_total),
             SortKey::Rate => f(rate(b), rate(a)),
@@ -309,7 +316,10 @@ impl App {
                 KeyCode::Char(ch) => self.filter.push(ch),
                 _ => {}
             }
-            self.keep_selection();
+            // A selection the filter hides goes to the first match.
+            if self.selected_row().is_none() {
+                self.select_row(0);
+            }
             return None;
         }
         match key.code {
@@ -787,6 +797,34 @@ pub mod tests {
         assert!(!app.detail_open && app.filter.is_empty());
         app.update(key(KeyCode::Esc));
         assert!(app.quit, "Esc quits from the plain table");
+    }
+
+    #[test]
+    fn sort_by_command_follows_the_name_the_table_shows() {
+        let mut app = app_with(vec![
+            server("aaa", "/a/zcat", "2026-11-25T10:00:00.000Z", 1),
+            server("bbb", "/z/bcat", "2026-11-25T10:01:00.000Z", 1),
+        ]);
+        while app.sort != SortKey::Command {
+            app.update(key(KeyCode::Char('s')));
+        }
+        assert_eq!(ids(&app), ["bbb", "aaa"]);
+    }
+
+    #[test]
+    fn a_filter_that_hides_the_selection_selects_the_first_match() {
+        let mut app = app_with(vec![
+            server("aaa", "tag en", "2026-11-25T10:00:00.000Z", 1),
+            server("bbb", "tag de", "2026-11-25T10:01:00.000Z", 1),
+            server("ccc", "cat", "2026-11-25T10:02:00.000Z", 1),
+        ]);
+        app.update(key(KeyCode::Char('G')));
+        app.update(key(KeyCode::Char('/')));
+        for c in "tag".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        assert_eq!(app.selected_row(), Some(0));
+        assert_eq!(&app.selected.as_ref().unwrap()[..3], "aaa");
     }
 
     #[test]

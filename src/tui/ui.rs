@@ -320,7 +320,13 @@ fn columns_for(width: u16) -> Vec<&'static Column> {
 fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let rows = app.visible();
     if rows.is_empty() {
-        let text = if app.servers.is_empty() {
+        let text = if let Some(why) = &app.error {
+            Text::from(vec![
+                Line::from("The servers cannot be read:"),
+                Line::default(),
+                Line::from(Span::styled(why.clone(), theme.title())),
+            ])
+        } else if app.servers.is_empty() {
             Text::from(vec![
                 Line::from("No viasock servers are running."),
                 Line::default(),
@@ -901,6 +907,25 @@ mod tests {
         assert_eq!(shown.replace(' ', ""), whole.replace(' ', ""), "{screen}");
         let cwd = lines.iter().find(|l| l.starts_with("cwd ")).unwrap();
         assert!(cwd.trim_end().ends_with('…'), "{screen}");
+    }
+
+    #[test]
+    fn a_refused_registry_says_why_where_the_servers_would_be() {
+        let mut app = App::new();
+        let why = "refusing the registry /run/user/1000/viasock: it is writable by others";
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:00.000Z"),
+            error: Some(why.into()),
+            servers: vec![],
+            detail: None,
+        }));
+        let screen = render(&app, 100, 24, false);
+        let centre: String = screen.lines().skip(2).take(18).collect();
+        assert!(centre.contains("writable by others"), "{screen}");
+        assert!(
+            !screen.contains("No viasock servers are running"),
+            "{screen}"
+        );
     }
 
     #[test]
