@@ -296,3 +296,27 @@ fn top_ends_with_128_plus_the_signal_that_stopped_it() {
     // As a shell reports a command a signal ended: the terminal restored all the same.
     assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "143");
 }
+
+#[test]
+fn top_refuses_a_dumb_terminal_with_a_message() {
+    let w = World::new();
+    let tmux = Tmux::new("top5");
+    let out = w.tmp.path().join("out");
+    let command = format!(
+        "env TERM=dumb VIASOCK_DIR='{}' XDG_RUNTIME_DIR='{}' '{BIN}' top 2> '{out}'; echo \"status $?\" >> '{out}'; sleep 60",
+        w.state.display(),
+        w.tmp.path().display(),
+        out = out.display()
+    );
+    tmux.start(80, 24, &command);
+    let ended = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("status "))
+    });
+    assert!(ended, "top drew on a dumb terminal:\n{}", tmux.screen());
+    // Nothing was drawn: the screen has no table or key bar.
+    assert!(!tmux.screen().contains("q quit"), "{}", tmux.screen());
+    let said = std::fs::read_to_string(&out).unwrap();
+    assert!(said.starts_with("viasock: "), "{said:?}");
+    assert!(said.contains("TERM=dumb"), "{said:?}");
+    assert!(said.ends_with("status 1\n"), "{said:?}");
+}

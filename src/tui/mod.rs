@@ -34,6 +34,15 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
     if !std::io::stdout().is_terminal() {
         return Err(Fatal::new(status::FAILURE, "top needs a terminal (try viasock ls)").into());
     }
+    // A terminal that cannot move its cursor would get the escape
+    // sequences as text.
+    if std::env::var_os("TERM").is_some_and(|t| t == "dumb") {
+        return Err(Fatal::new(
+            status::FAILURE,
+            "top cannot draw on TERM=dumb (try viasock ls, or set TERM to your terminal's type)",
+        )
+        .into());
+    }
     let theme = ui::Theme {
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
