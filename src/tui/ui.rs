@@ -192,7 +192,10 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         (None, _) => Line::default(),
     };
     frame.render_widget(Paragraph::new(status_line), status);
-    frame.render_widget(Paragraph::new(key_bar(theme, app.filtering)), keys);
+    frame.render_widget(
+        Paragraph::new(key_bar(theme, app.filtering, keys.width)),
+        keys,
+    );
     match &app.popup {
         Some(Popup::Confirm(c)) => draw_confirm(frame, area, &c.action, &c.command, theme),
         Some(Popup::Help) => draw_help(frame, area, theme),
@@ -575,8 +578,10 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(Paragraph::new(log_lines), log);
 }
 
-fn key_bar(theme: Theme, filtering: bool) -> Line<'static> {
-    // Fits 80 columns; `?` lists the rest.
+/// The keys that fit in `width` columns: all of them in 80; narrower,
+/// those on the right give way first, but help and quit always show.
+fn key_bar(theme: Theme, filtering: bool, width: u16) -> Line<'static> {
+    use unicode_width::UnicodeWidthStr;
     let keys: &[(&str, &str)] = if filtering {
         &[
             ("Enter", "keep the filter"),
@@ -595,8 +600,19 @@ fn key_bar(theme: Theme, filtering: bool) -> Line<'static> {
             ("q", "quit"),
         ]
     };
+    let essential = |k: &str| matches!(k, "?" | "q");
+    let cost = |&&(k, what): &&(&str, &str)| k.width() + 1 + what.width() + 2;
+    let mut shown: Vec<&(&str, &str)> = keys.iter().collect();
+    while shown.iter().map(cost).sum::<usize>() > usize::from(width) + 2 {
+        match shown.iter().rposition(|(k, _)| !essential(k)) {
+            Some(i) => {
+                shown.remove(i);
+            }
+            None => break,
+        }
+    }
     let mut spans = Vec::new();
-    for &(k, what) in keys {
+    for &&(k, what) in &shown {
         spans.push(Span::styled(k, theme.title()));
         spans.push(Span::raw(format!(" {what}  ")));
     }
@@ -926,6 +942,19 @@ mod tests {
             !screen.contains("No viasock servers are running"),
             "{screen}"
         );
+    }
+
+    #[test]
+    fn the_key_bar_keeps_help_and_quit_on_narrow_terminals() {
+        let app = fixture();
+        for width in [80, 60, 40, 30] {
+            let screen = render(&app, width, 12, false);
+            let bar = screen.lines().last().unwrap();
+            assert!(
+                bar.contains("? help") && bar.contains("q quit"),
+                "{width}: {bar}"
+            );
+        }
     }
 
     #[test]
