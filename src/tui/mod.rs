@@ -100,17 +100,29 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
 /// not mistaken for a stalled one.
 const STALLED_TICKS: u32 = 10;
 
-/// Ends the monitor if its loop stops turning. When the terminal goes away
-/// (a closed window, a killed tmux), crossterm reads end-of-file from it
-/// in a busy loop and never returns to us; without this the monitor would
-/// spin at full CPU forever. Returns the loop's turn counter.
+/// How often the watchdog looks for a hung-up terminal.
+const HANGUP_LOOK: Duration = Duration::from_millis(100);
+
+/// Ends the monitor when its terminal hangs up, or if its loop stops
+/// turning. When the terminal goes away (a closed window, a killed tmux),
+/// crossterm reads end-of-file from it in a busy loop and never returns to
+/// us; without this the monitor would spin at full CPU forever. The
+/// hang-up is seen within [`HANGUP_LOOK`]; the stall is the fallback.
+/// Returns the loop's turn counter.
 fn watchdog() -> Arc<AtomicU64> {
     let turns = Arc::new(AtomicU64::new(0));
     let seen = turns.clone();
     std::thread::spawn(move || {
         let (mut last, mut missed) = (u64::MAX, 0);
+        let looks = (REFRESH.as_millis() / HANGUP_LOOK.as_millis()).max(1);
         loop {
-            std::thread::sleep(REFRESH);
+            for _ in 0..looks {
+                std::thread::sleep(HANGUP_LOOK);
+                if hung_up() {
+                    ratatui::restore();
+                    std::process::exit(129);
+                }
+            }
             let now = seen.load(Ordering::Relaxed);
             missed = if now == last { missed + 1 } else { 0 };
             last = now;
@@ -122,6 +134,22 @@ fn watchdog() -> Arc<AtomicU64> {
         }
     });
     turns
+}
+
+/// Whether the terminal on stdout has hung up (its other side closed).
+fn hung_up() -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    let out = std::io::stdout();
+    // No events asked for: a hang-up or error is reported anyway.
+    let mut fds = [PollFd::new(&out, PollFlags::empty())];
+    let now = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(1))
+        && fds[0]
+            .revents()
+            .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
 }
 
 struct Restore;
