@@ -446,6 +446,20 @@ fn draining_server_leaves_its_successor_listed() {
     assert_eq!(w.server_pids(), vec![new], "the successor served it");
 }
 
+/// `ls` run right after a call returns counts it, and does not show the
+/// server busy with it: it asks a live server, not only its file.
+#[test]
+fn ls_right_after_a_call_counts_it() {
+    let w = World::new();
+    for i in 1..=10u64 {
+        assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"x\n")), "x\n");
+        let s = ls_json(&w).remove(0);
+        assert_eq!(s["requests_total"], i, "{s}");
+        assert_eq!(s["records_total"], i, "{s}");
+        assert_eq!(s["state"], "ready", "{s}");
+    }
+}
+
 /// Runs a call through `cat`, waits until the state file shows it and its
 /// tool, then SIGKILLs the server (the file stays behind, its figures as
 /// they were) and waits until it is gone.

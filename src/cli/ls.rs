@@ -3,10 +3,12 @@
 use std::time::SystemTime;
 
 use crate::cli::{Cli, LsArgs, select};
+use crate::core::control;
 use crate::core::state::{self, Found, Health};
 
 pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
-    let found = select::discover(cli)?;
+    let mut found = select::discover(cli)?;
+    control::ask_live(&mut found);
     if args.json {
         let states: Vec<_> = found.iter().map(Found::shown_state).collect();
         println!("{}", serde_json::to_string_pretty(&states)?);

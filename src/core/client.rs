@@ -121,9 +121,13 @@ pub fn timed_out(e: &io::Error) -> bool {
 }
 
 /// What the server said at the end of a call.
+#[derive(Default)]
 pub struct Ending {
     pub status: i32,
     pub message: Option<String>,
+    /// What the server answered before its status (a `state` request's
+    /// JSON).
+    pub output: Vec<u8>,
 }
 
 /// Input that is there at once, sent with the Hello: a call whose whole
@@ -234,7 +238,7 @@ pub fn stream_stdio(
     let _ = stdout.flush();
     Ok(ending.unwrap_or(Ending {
         status: 141,
-        message: None,
+        ..Ending::default()
     }))
 }
 
@@ -253,10 +257,7 @@ pub fn call(
     // read all of it; its reason is still there to read.
     let sent = stream.write_all(&req);
     match (answers(stream, |_| Ok(true)), sent) {
-        (Ok(ending), _) => Ok(ending.unwrap_or(Ending {
-            status: 0,
-            message: None,
-        })),
+        (Ok(ending), _) => Ok(ending.unwrap_or_default()),
         (Err(_), Err(e)) => Err(Fatal::new(
             status::FAILURE,
             format!("cannot send to the server: {e}"),
@@ -329,7 +330,11 @@ fn answers(
             }
             Kind::Status => {
                 let status = protocol::parse_status(&frame).map_err(bad)?;
-                return Ok(Some(Ending { status, message }));
+                return Ok(Some(Ending {
+                    status,
+                    message,
+                    ..Ending::default()
+                }));
             }
             other => {
                 return Err(Fatal::new(
@@ -373,15 +378,18 @@ pub fn control(mut stream: UnixStream, command: &str) -> Result<Ending, Protocol
     protocol::encode(Kind::Control, command.as_bytes(), &mut req);
     stream.write_all(&req)?;
     let mut message = None;
+    let mut output = Vec::new();
     loop {
         match protocol::read_frame(&mut stream)? {
             Some(f) if f.kind == Kind::Error => {
                 message = Some(String::from_utf8_lossy(&f.payload).into_owned());
             }
+            Some(f) if f.kind == Kind::Output => output.extend_from_slice(&f.payload),
             Some(f) if f.kind == Kind::Status => {
                 return Ok(Ending {
                     status: protocol::parse_status(&f)?,
                     message,
+                    output,
                 });
             }
             Some(_) => continue,

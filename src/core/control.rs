@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::core::client::{self, Handshake};
 use crate::core::procinfo;
 use crate::core::protocol::Purpose;
-use crate::core::state::{self, Found, Health};
+use crate::core::state::{self, Found, Health, ServerState};
 
 /// Longest wait for a stopped server to exit: its grace period and a bit.
 pub const EXIT_WAIT: Duration = Duration::from_secs(15);
@@ -21,6 +21,39 @@ const FORCE_WAIT: Duration = Duration::from_secs(5);
 /// A live server answers a control request at once (before it acts on
 /// it); one that takes longer is stuck (stopped, or wedged).
 const ANSWER_WAIT: Duration = Duration::from_secs(3);
+
+/// Longest wait for a live server's own account of itself; past it, its
+/// state file stands (a stopped server must not hold `ls` up).
+const STATE_WAIT: Duration = Duration::from_millis(250);
+
+/// Replaces the state of each live server of this host with the server's
+/// account of this moment: its file is written a moment after a change,
+/// so it may not count a call that has just returned. A server that does
+/// not answer in time keeps what its file says.
+pub fn ask_live(found: &mut [Found]) {
+    for f in found.iter_mut().filter(|f| f.health == Health::Live) {
+        if let Some(s) = ask_state(f) {
+            f.state = s;
+        }
+    }
+}
+
+fn ask_state(f: &Found) -> Option<ServerState> {
+    let mut stream = client::connect(&f.state.socket).ok()??;
+    stream.set_read_timeout(Some(STATE_WAIT)).ok()?;
+    stream.set_write_timeout(Some(STATE_WAIT)).ok()?;
+    match client::handshake(&mut stream, Purpose::Control, &[], &[], STATE_WAIT).ok()? {
+        // Only the server the file is of: a successor at the same socket
+        // speaks for itself, and is found through its own file.
+        Handshake::Welcome(pid) if pid == f.state.server_pid => {}
+        _ => return None,
+    }
+    let answer = client::control(stream, "state").ok()?;
+    if answer.status != 0 {
+        return None;
+    }
+    serde_json::from_slice(&answer.output).ok()
+}
 
 /// Sends a control command. `Ok(Some(pid))` once the server accepted it;
 /// `Ok(None)` if it no longer listens (it is stopping). An error if it

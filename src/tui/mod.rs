@@ -193,10 +193,11 @@ fn watch_signals(tx: mpsc::Sender<Event>) {
 
 /// The servers as their state files and `/proc` show them now.
 fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapshot {
-    let (found, error) = match state::discover(narrow) {
+    let (mut found, error) = match state::discover(narrow) {
         Ok(f) => (f, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
+    control::ask_live(&mut found);
     let memory = procinfo::rss_by_group();
     // A pid of 0 (a tool not started yet) is no process group of ours:
     // group 0 would be init's and the kernel's.

@@ -16,6 +16,7 @@ use crate::core::records::{self, Splitter, Terminator};
 use crate::core::request::{End, Request};
 use crate::core::state::Stats;
 
+use super::report;
 use super::shared::{Mode, Shared};
 
 /// How often a call that waits hears from its server, so that a client
@@ -419,6 +420,16 @@ pub(super) async fn control(
         "kill --force" => Some(Mode::Forced),
         "restart" => {
             pool.restart();
+            protocol::encode_status(0, &mut f);
+            return wr.write_all(&f).await.map_err(Into::into);
+        }
+        // The state file's content as of now: `ls` and `top` count a call
+        // that has returned, which the file may not show yet.
+        "state" => {
+            let ticks = crate::core::procinfo::start_ticks(std::process::id()).unwrap_or(0);
+            let json = serde_json::to_vec(&report::snapshot(shared, pool, ticks))
+                .map_err(|e| ProtocolError::Io(std::io::Error::other(e)))?;
+            protocol::encode(Kind::Output, &json, &mut f);
             protocol::encode_status(0, &mut f);
             return wr.write_all(&f).await.map_err(Into::into);
         }
