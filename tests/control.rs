@@ -568,6 +568,17 @@ fn restart_replaces_the_tool_but_not_the_server_while_a_client_streams() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // While it serves that call, the old instance is still shown: retiring.
+    let s = ls_json(&w).remove(0);
+    let shown = s["instances"].as_array().unwrap();
+    let old_pid: u64 = old_tool.parse().unwrap();
+    assert!(
+        shown
+            .iter()
+            .any(|i| i["pid"] == old_pid && i["state"] == "retiring"),
+        "{s}"
+    );
+
     // The streaming call goes on, on its old tool, and ends well.
     writeln!(input, "two").unwrap();
     drop(input);

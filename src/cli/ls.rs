@@ -39,7 +39,7 @@ pub fn table(found: &[Found], now: SystemTime) -> String {
     ];
     for f in found {
         let s = f.shown_state();
-        let busy = s.instances.iter().filter(|i| i.state == "busy").count();
+        let busy = s.busy_instances();
         let clients = match s.clients_waiting {
             0 => s.clients_active.to_string(),
             w => format!("{}+{w}", s.clients_active),

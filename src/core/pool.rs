@@ -32,6 +32,8 @@ pub struct Pool {
     cfg: Rc<PoolConfig>,
     stats: Rc<Stats>,
     workers: RefCell<Vec<Rc<Worker>>>,
+    /// Workers a restart replaced, while they finish the calls they serve.
+    retiring: RefCell<Vec<std::rc::Weak<Worker>>>,
     waiters: RefCell<VecDeque<(Rc<Request>, Grant)>>,
     /// The last failed start, and when it failed.
     failed: RefCell<Option<(Instant, Failure)>>,
@@ -50,6 +52,7 @@ impl Pool {
             cfg: Rc::new(cfg),
             stats,
             workers: RefCell::new(Vec::new()),
+            retiring: RefCell::new(Vec::new()),
             waiters: RefCell::new(VecDeque::new()),
             failed: RefCell::new(None),
             stopping: Cell::new(false),
@@ -82,6 +85,9 @@ impl Pool {
         for w in &old {
             w.stop();
         }
+        let mut retiring = self.retiring.borrow_mut();
+        retiring.retain(|w| w.strong_count() > 0);
+        retiring.extend(old.iter().map(Rc::downgrade));
         tracing::info!(instances = old.len(), "restarting the tool");
         self.prestart();
         self.serve_waiters();
@@ -275,6 +281,16 @@ impl Pool {
 
     pub fn workers(&self) -> Vec<Rc<Worker>> {
         self.workers.borrow().clone()
+    }
+
+    /// Workers a restart replaced that still run (finishing their calls).
+    pub fn retiring(&self) -> Vec<Rc<Worker>> {
+        self.retiring
+            .borrow()
+            .iter()
+            .filter_map(std::rc::Weak::upgrade)
+            .filter(|w| w.state() != WorkerState::Dead)
+            .collect()
     }
 }
 

@@ -131,6 +131,15 @@ impl ServerState {
         &self.id[..self.id.len().min(12)]
     }
 
+    /// Instances serving calls: the busy ones, and those a restart
+    /// replaced, which live on only while they finish theirs.
+    pub fn busy_instances(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.state == "busy" || i.state == "retiring")
+            .count()
+    }
+
     /// The framing options and the command, shell-quoted, as they would
     /// follow `viasock run`: two servers of one command that differ in
     /// framing never look the same.

@@ -78,13 +78,9 @@ const COLUMNS: [Column; 12] = [
         width: 5,
         priority: 1,
         cell: |s, _| {
-            let busy = s
-                .state
-                .instances
-                .iter()
-                .filter(|i| i.state == "busy")
-                .count();
-            live(s, || format!("{busy}/{}", s.state.instances.len()))
+            live(s, || {
+                format!("{}/{}", s.state.busy_instances(), s.state.instances.len())
+            })
         },
     },
     // Calls being served, `+N` waiting.
@@ -481,7 +477,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let st = &s.state;
     let l = &st.latency_ms;
     let label = |t: &'static str| Span::styled(format!("{t:<9}"), theme.title());
-    let busy = st.instances.iter().filter(|i| i.state == "busy").count();
+    let busy = st.busy_instances();
     let mut server = match s.health {
         // Its file's last word is all there is: when it was written.
         Health::Dead => format!(

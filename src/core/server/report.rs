@@ -71,6 +71,7 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
     let cfg = &shared.cfg;
     let stats = pool.stats();
     let workers = pool.workers();
+    let retiring = pool.retiring();
     let active = shared.active.load(Ordering::SeqCst);
     let waiting = pool.waiting();
     let now = SystemTime::now();
@@ -79,6 +80,7 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
     let state = match *shared.mode.borrow() {
         Mode::Running
             if !workers.is_empty()
+                && retiring.is_empty()
                 && workers.iter().all(|w| w.state() == WorkerState::Starting) =>
         {
             Phase::Starting
@@ -126,11 +128,15 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
         idle_deadline_at,
         max_instances: pool.max(),
         interleave: cfg.spec.interleave,
+        // Those a restart replaced too, while they finish their calls.
         instances: workers
             .iter()
-            .map(|w| InstanceState {
+            .map(|w| (w, false))
+            .chain(retiring.iter().map(|w| (w, true)))
+            .map(|(w, retiring)| InstanceState {
                 pid: w.pid(),
                 state: match w.state() {
+                    _ if retiring => "retiring",
                     WorkerState::Starting => "starting",
                     _ if w.load() > 0 => "busy",
                     _ => "idle",
