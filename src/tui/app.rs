@@ -15,52 +15,69 @@ pub const PAGE: usize = 10;
 /// How long an outcome stays in the status line once nothing is pending.
 pub const STATUS_FOR: Duration = Duration::from_secs(5);
 
-/// Columns the table can be sorted by, in the order `s` cycles them.
+/// Columns the table can be sorted by, in the table's order: `<` and `>`
+/// move through them, `s` cycles them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortKey {
-    Uptime,
     Id,
-    Command,
     State,
+    Clients,
     Requests,
     Rate,
+    Idle,
     P99,
     Memory,
+    Uptime,
+    Records,
+    P50,
+    Command,
 }
 
 impl SortKey {
-    const ALL: [SortKey; 8] = [
-        Self::Uptime,
+    const ALL: [SortKey; 12] = [
         Self::Id,
-        Self::Command,
         Self::State,
+        Self::Clients,
         Self::Requests,
         Self::Rate,
+        Self::Idle,
         Self::P99,
         Self::Memory,
+        Self::Uptime,
+        Self::Records,
+        Self::P50,
+        Self::Command,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Self::Uptime => "uptime",
             Self::Id => "id",
-            Self::Command => "command",
             Self::State => "state",
+            Self::Clients => "clients",
             Self::Requests => "requests",
             Self::Rate => "records/s",
+            Self::Idle => "idle",
             Self::P99 => "p99",
             Self::Memory => "memory",
+            Self::Uptime => "uptime",
+            Self::Records => "records",
+            Self::P50 => "p50",
+            Self::Command => "command",
         }
     }
 
-    /// Whether the largest value comes first (oldest first for uptime).
+    /// Whether the largest value comes first (oldest first for uptime;
+    /// for idle, the one that stops soonest).
     pub fn descending(self) -> bool {
-        !matches!(self, Self::Id | Self::Command | Self::State)
+        !matches!(self, Self::Id | Self::Command | Self::State | Self::Idle)
     }
 
-    fn next(self) -> Self {
-        let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
-        Self::ALL[(i + 1) % Self::ALL.len()]
+    /// The next column to the right (`by` = 1) or left (`by` = -1),
+    /// round the end.
+    fn step(self, by: isize) -> Self {
+        let n = Self::ALL.len() as isize;
+        let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0) as isize;
+        Self::ALL[(i + by).rem_euclid(n) as usize]
     }
 }
 
@@ -106,6 +123,8 @@ pub struct App {
     pub quit: bool,
     /// The signal that ended the monitor, if one did.
     pub signalled: Option<i32>,
+    /// Refreshes are ignored (`p`): the figures hold still to be read.
+    pub paused: bool,
     /// Why the servers could not be read, as of the last refresh.
     pub error: Option<String>,
 }
@@ -137,6 +156,7 @@ impl App {
             page: std::cell::Cell::new(PAGE),
             quit: false,
             signalled: None,
+            paused: false,
             error: None,
         }
     }
@@ -144,6 +164,7 @@ impl App {
     /// The one transition. Returns what should be done outside.
     pub fn update(&mut self, event: Event) -> Option<Action> {
         match event {
+            Event::Refresh(_) if self.paused => None,
             Event::Refresh(snap) => {
                 self.refresh(snap);
                 None
@@ -214,6 +235,14 @@ impl App {
         match self.sort {
             // Oldest first: new servers join at the bottom.
             SortKey::Uptime => a.state.started_at.cmp(&b.state.started_at),
+            SortKey::Clients => clients(b).cmp(&clients(a)),
+            SortKey::Records => b.state.records_total.cmp(&a.state.records_total),
+            SortKey::P50 => f(b.state.latency_ms.p50, a.state.latency_ms.p50),
+            // Soonest to stop first; those that never idle out last.
+            SortKey::Idle => {
+                let left = |s| idle_left(s, self.now).unwrap_or(Duration::MAX);
+                left(a).cmp(&left(b))
+            }
             SortKey::Id => a.state.id.cmp(&b.state.id),
             // By what the table shows (the program's name), then the rest.
             SortKey::Command => short_command(a)
@@ -339,10 +368,15 @@ impl App {
             KeyCode::Home | KeyCode::Char('g') => self.select_row(0),
             KeyCode::End | KeyCode::Char('G') => self.select_row(usize::MAX),
             KeyCode::Enter => self.detail_open = !self.detail_open,
-            KeyCode::Char('s') => {
-                self.sort = self.sort.next();
+            KeyCode::Char('s' | '>') => {
+                self.sort = self.sort.step(1);
                 self.show_top();
             }
+            KeyCode::Char('<') => {
+                self.sort = self.sort.step(-1);
+                self.show_top();
+            }
+            KeyCode::Char('p') => self.paused = !self.paused,
             KeyCode::Char('S') => {
                 self.reverse = !self.reverse;
                 self.show_top();
@@ -433,6 +467,11 @@ pub fn state_label(s: &Server) -> &'static str {
         Phase::Dead => "dead",
         Phase::Unresponsive => "unresponsive",
     }
+}
+
+/// Calls connected, served or waiting.
+pub fn clients(s: &Server) -> usize {
+    s.state.clients_active + s.state.clients_waiting
 }
 
 /// Records per second over the last full second.
@@ -582,7 +621,7 @@ pub mod tests {
         assert_eq!(app.selected, chosen);
         assert_eq!(app.selected_row(), Some(2));
         // A sort change shows the top, its first row selected.
-        for _ in 0..4 {
+        while app.sort != SortKey::Requests {
             app.update(key(KeyCode::Char('s')));
         }
         assert_eq!(app.sort, SortKey::Requests);
@@ -749,8 +788,9 @@ pub mod tests {
     fn sort_arrow_follows_what_is_on_top() {
         let mut app = app_with(three());
         assert!(app.sort.descending(), "oldest (largest uptime) first");
-        app.update(key(KeyCode::Char('s')));
-        assert_eq!(app.sort, SortKey::Id);
+        while app.sort != SortKey::Id {
+            app.update(key(KeyCode::Char('s')));
+        }
         assert!(!app.sort.descending());
     }
 

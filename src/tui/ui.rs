@@ -174,8 +174,9 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         Constraint::Length(1),
     ])
     .areas(area);
-    draw_header(frame, header, app, theme);
+    // The table first: the header says which of its rows it showed.
     draw_table(frame, table, app, theme);
+    draw_header(frame, header, app, theme);
     if app.detail_open {
         draw_detail(frame, detail, app, theme);
     }
@@ -199,36 +200,98 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     }
 }
 
+/// States in the order the header counts them.
+const SUMMED_STATES: [&str; 8] = [
+    "busy",
+    "ready",
+    "starting",
+    "draining",
+    "stale",
+    "unresponsive",
+    "remote",
+    "dead",
+];
+
 fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
-    let dead = app
-        .servers
-        .iter()
-        .filter(|s| s.health == Health::Dead)
-        .count();
     let total = app.servers.len();
+    let rows = app.visible().len();
     let shown = if app.filter.is_empty() {
         String::new()
     } else {
-        format!("{} of ", app.visible().len())
+        format!("{rows} of ")
     };
-    let mut spans = vec![
-        Span::styled(" viasock top ", theme.title()),
-        Span::raw(format!(
-            " {shown}{total} server{}",
-            if total == 1 { "" } else { "s" }
-        )),
-    ];
-    if dead > 0 {
-        spans.push(Span::styled(format!(", {dead} dead"), theme.state("dead")));
+    // Parts with a rank: on a narrow terminal the lowest give way first.
+    let mut parts: Vec<(u8, Vec<Span>)> = vec![(
+        0,
+        vec![
+            Span::styled(" viasock top ", theme.title()),
+            Span::raw(format!(
+                " {shown}{total} server{}",
+                if total == 1 { "" } else { "s" }
+            )),
+        ],
+    )];
+    if app.paused {
+        parts.push((0, vec![Span::styled("  paused (p resumes)", theme.title())]));
     }
-    spans.push(Span::raw(format!(
-        "   sort: {} {}",
-        app.sort.name(),
-        sort_arrow(app)
-    )));
+    // How many are in each state, and what the live ones do in all.
+    let mut states = Vec::new();
+    for state in SUMMED_STATES {
+        let n = app
+            .servers
+            .iter()
+            .filter(|s| app::state_label(s) == state)
+            .count();
+        if n > 0 {
+            states.push(Span::raw(if states.is_empty() { ": " } else { ", " }));
+            states.push(Span::styled(format!("{n} {state}"), theme.state(state)));
+        }
+    }
+    parts.push((2, states));
+    let live = || app.servers.iter().filter(|s| s.health == Health::Live);
+    let rate: f64 = live().map(app::rate).sum();
+    let memory: u64 = live().map(|s| s.tool_memory).sum();
+    if total > 0 {
+        parts.push((
+            3,
+            vec![Span::raw(format!(
+                "   {} rec/s  {} mem",
+                count(rate as u64),
+                bytes(memory)
+            ))],
+        ));
+    }
+    // Which rows the table shows, when not all of them fit.
+    let (from, page) = (app.scroll.get(), app.page.get());
+    if rows > page {
+        let to = (from + page).min(rows);
+        parts.push((
+            1,
+            vec![Span::raw(format!("   {}–{to} of {rows}", from + 1))],
+        ));
+    }
+    parts.push((
+        0,
+        vec![Span::raw(format!(
+            "   sort: {} {}",
+            app.sort.name(),
+            sort_arrow(app)
+        ))],
+    ));
     if !app.filter.is_empty() && !app.filtering {
-        spans.push(Span::raw(format!("   filter: {}", app.filter)));
+        parts.push((1, vec![Span::raw(format!("   filter: {}", app.filter))]));
     }
+    let width = |p: &[(u8, Vec<Span>)]| -> usize {
+        p.iter()
+            .flat_map(|(_, spans)| spans.iter().map(Span::width))
+            .sum()
+    };
+    for rank in [3, 2, 1] {
+        if width(&parts) > usize::from(area.width) {
+            parts.retain(|(r, _)| *r != rank);
+        }
+    }
+    let spans: Vec<Span> = parts.into_iter().flat_map(|(_, spans)| spans).collect();
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -366,6 +429,10 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         app::SortKey::Rate => "REC/S",
         app::SortKey::P99 => "P99",
         app::SortKey::Memory => "MEM",
+        app::SortKey::Clients => "CLNT",
+        app::SortKey::Idle => "IDLE",
+        app::SortKey::Records => "RECORDS",
+        app::SortKey::P50 => "P50",
     };
     let heading = |name: &str| {
         let arrow = if name == sort_column {
@@ -683,7 +750,6 @@ fn draw_confirm(frame: &mut Frame, area: Rect, action: &Action, command: &str, t
 }
 
 fn draw_help(frame: &mut Frame, area: Rect, _theme: Theme) {
-    let rect = popup_area(area, 60, 20);
     let rows = [
         ("↑ ↓  j k", "move the selection"),
         ("PgUp PgDn", "move a page (the rows shown)"),
@@ -691,32 +757,35 @@ fn draw_help(frame: &mut Frame, area: Rect, _theme: Theme) {
         ("Enter", "open or close the detail pane"),
         ("K  Delete", "kill the server (asks; f: at once)"),
         ("r", "restart its tool (asks first)"),
-        ("s  S", "next sort column / reverse"),
+        ("< >  s  S", "sort column left / right / next; reverse"),
         ("/", "filter by command (Esc clears)"),
+        ("p", "pause the refresh, or resume it"),
         ("c", "clean up after dead servers"),
         ("?", "this help"),
         ("Esc", "close details and filter, or quit"),
         ("q  Ctrl-C", "quit"),
     ];
+    let legend = [
+        "STATE: starting (no tool ready yet), ready, busy,",
+        "draining (stopping), stale (its tool or model changed),",
+        "unresponsive (no heartbeat for 5 s: stopped or wedged),",
+        "dead (its process is gone), remote (another host's).",
+        "CLNT: calls being served, +N waiting for an instance.",
+        "INST: busy/running tool instances. IDLE: time left",
+        "before an idle server stops. MEM: its tools' memory.",
+        "P50/P99: per record, from its writing to the tool to",
+        "its answer: time queued in the tool's input included.",
+    ];
+    // 24 lines with its border: it fits a classic terminal.
     let mut text: Vec<Line> = rows
         .iter()
         .map(|(k, what)| Line::from(format!(" {k:<15} {what}")))
         .collect();
-    text.push(Line::default());
-    text.push(Line::from(
-        " CLNT: calls being served, +N waiting for an instance.",
-    ));
-    text.push(Line::from(
-        " INST: busy/running tool instances. IDLE: time left",
-    ));
-    text.push(Line::from(
-        " before an idle server stops. MEM: its tools' memory.",
-    ));
-    text.push(Line::default());
-    text.push(Line::from(" Any key closes this help."));
+    text.extend(legend.iter().map(|l| Line::from(format!(" {l}"))));
+    let rect = popup_area(area, 62, text.len() as u16 + 2);
     frame.render_widget(Clear, rect);
     frame.render_widget(
-        Paragraph::new(text).block(Block::bordered().title(" Keys ")),
+        Paragraph::new(text).block(Block::bordered().title(" Keys · any key closes ")),
         rect,
     );
 }
@@ -954,6 +1023,69 @@ mod tests {
     }
 
     #[test]
+    fn angle_brackets_pick_the_sort_column_left_and_right() {
+        let mut app = fixture();
+        press(&mut app, KeyCode::Char('>'));
+        assert_eq!(app.sort, app::SortKey::Records);
+        let screen = render(&app, 120, 12, false);
+        assert!(screen.contains("sort: records"), "{screen}");
+        assert!(screen.contains("RECORDS▼"), "{screen}");
+        press(&mut app, KeyCode::Char('<'));
+        press(&mut app, KeyCode::Char('<'));
+        assert_eq!(app.sort, app::SortKey::Memory);
+        for _ in 0..20 {
+            press(&mut app, KeyCode::Char('<'));
+        }
+        let screen = render(&app, 120, 12, false);
+        assert!(screen.contains("sort: "), "{screen}");
+    }
+
+    #[test]
+    fn p_pauses_the_refresh() {
+        let mut app = fixture();
+        press(&mut app, KeyCode::Char('p'));
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:05.000Z"),
+            error: None,
+            servers: vec![],
+            detail: None,
+        }));
+        let screen = render(&app, 100, 12, false);
+        assert_eq!(app.visible().len(), 4, "{screen}");
+        assert!(screen.contains("paused"), "{screen}");
+        press(&mut app, KeyCode::Char('p'));
+        app.update(Event::Refresh(Snapshot {
+            now: at("2026-11-25T12:00:06.000Z"),
+            error: None,
+            servers: vec![],
+            detail: None,
+        }));
+        assert!(app.visible().is_empty());
+    }
+
+    #[test]
+    fn the_header_says_which_rows_are_shown() {
+        let mut app = many(70);
+        let screen = render(&app, 120, 35, false);
+        assert!(screen.contains("1–31 of 70"), "{screen}");
+        press(&mut app, KeyCode::PageDown);
+        press(&mut app, KeyCode::PageDown);
+        let screen = render(&app, 120, 35, false);
+        assert!(screen.contains("33–63 of 70"), "{screen}");
+        let screen = render(&fixture(), 120, 35, false);
+        assert!(!screen.contains(" of 4"), "all rows shown: {screen}");
+    }
+
+    #[test]
+    fn the_header_sums_up_states_rate_and_memory() {
+        let screen = render(&fixture(), 120, 12, false);
+        let header = screen.lines().next().unwrap();
+        for part in ["1 busy", "1 stale", "1 ready", "1 dead", "54 rec/s", "144M"] {
+            assert!(header.contains(part), "{part}: {header}");
+        }
+    }
+
+    #[test]
     fn kill_confirmation_names_the_command() {
         let mut app = fixture();
         // The first row is the dead server, which has nothing to kill.
@@ -978,7 +1110,9 @@ mod tests {
     #[test]
     fn sorted_and_filtered_header() {
         let mut app = fixture();
-        press(&mut app, KeyCode::Char('s'));
+        while app.sort != app::SortKey::Id {
+            press(&mut app, KeyCode::Char('s'));
+        }
         press(&mut app, KeyCode::Char('S'));
         press(&mut app, KeyCode::Char('/'));
         for ch in "model".chars() {
