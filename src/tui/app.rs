@@ -125,6 +125,8 @@ pub struct App {
     pub signalled: Option<i32>,
     /// Refreshes are ignored (`p`): the figures hold still to be read.
     pub paused: bool,
+    /// The full log of a server (`l`), over the whole screen.
+    pub log: Option<crate::tui::logview::LogView>,
     /// Why the servers could not be read, as of the last refresh.
     pub error: Option<String>,
 }
@@ -157,6 +159,7 @@ impl App {
             quit: false,
             signalled: None,
             paused: false,
+            log: None,
             error: None,
         }
     }
@@ -200,7 +203,13 @@ impl App {
             error,
             servers,
             detail,
+            log,
         } = snap;
+        if let (Some(view), Some((id, lines))) = (&mut self.log, log)
+            && view.id == id
+        {
+            view.refresh(lines);
+        }
         self.now = now;
         let shown_for = now.duration_since(self.status_at).unwrap_or_default();
         if self.pending == 0 && shown_for >= STATUS_FOR {
@@ -332,6 +341,14 @@ impl App {
             self.say(message);
             return Some(action);
         }
+        if let Some(view) = &mut self.log {
+            match view.key(key) {
+                Ok(true) => {}
+                Ok(false) => self.log = None,
+                Err(why) => self.say(why),
+            }
+            return None;
+        }
         if self.filtering {
             match key.code {
                 KeyCode::Esc => {
@@ -377,6 +394,11 @@ impl App {
                 self.show_top();
             }
             KeyCode::Char('p') => self.paused = !self.paused,
+            KeyCode::Char('l') => {
+                if let Some(id) = self.selected.clone() {
+                    self.log = Some(crate::tui::logview::LogView::new(id));
+                }
+            }
             KeyCode::Char('S') => {
                 self.reverse = !self.reverse;
                 self.show_top();
@@ -567,6 +589,7 @@ pub mod tests {
             error: None,
             servers,
             detail: None,
+            log: None,
         }));
         app
     }
@@ -617,6 +640,7 @@ pub mod tests {
             error: None,
             servers: more,
             detail: None,
+            log: None,
         }));
         assert_eq!(app.selected, chosen);
         assert_eq!(app.selected_row(), Some(2));
@@ -644,6 +668,7 @@ pub mod tests {
             error: None,
             servers: two,
             detail: None,
+            log: None,
         }));
         assert_eq!(app.selected_row(), Some(1));
         app.update(Event::Refresh(Snapshot {
@@ -651,6 +676,7 @@ pub mod tests {
             error: None,
             servers: Vec::new(),
             detail: None,
+            log: None,
         }));
         assert_eq!(app.selected, None);
     }
@@ -720,6 +746,7 @@ pub mod tests {
             error: None,
             servers,
             detail: None,
+            log: None,
         }));
         assert_eq!(app.update(key(KeyCode::Char('c'))), Some(Action::CleanDead));
     }
@@ -768,6 +795,7 @@ pub mod tests {
                 error: None,
                 servers: three(),
                 detail: None,
+                log: None,
             }));
         };
         app.update(key(KeyCode::Char('K')));

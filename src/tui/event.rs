@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub servers: Vec<Server>,
     /// Extra facts about the selected server, for the detail pane.
     pub detail: Option<Detail>,
+    /// The end of the log the log view shows: its server's id and lines.
+    pub log: Option<(String, Vec<String>)>,
 }
 
 #[derive(Clone, Debug)]

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod event;
+pub mod logview;
 pub mod ui;
 
 use std::io::IsTerminal;
@@ -62,6 +63,7 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
             app.update(Event::Refresh(snapshot(
                 narrow.as_deref(),
                 app.selected.as_deref(),
+                app.log.as_ref().map(|v| v.id.as_str()),
             )));
             last_read = Instant::now();
         }
@@ -78,6 +80,7 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
         }
         events.extend(rx.try_iter());
         let was_selected = app.selected.clone();
+        let had_log = app.log.is_some();
         for e in events {
             if let Some(action) = app.update(e) {
                 perform(action, narrow.clone(), tx.clone());
@@ -85,8 +88,9 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
                 last_read = Instant::now() - REFRESH;
             }
         }
-        if app.selected != was_selected && app.detail_open {
-            // The detail pane's facts are read for the selected server only.
+        // The detail pane's facts and the log view's lines are read for
+        // one server only: a new one is read at once.
+        if (app.selected != was_selected && app.detail_open) || (app.log.is_some() && !had_log) {
             last_read = Instant::now() - REFRESH;
         }
     }
@@ -192,7 +196,12 @@ fn watch_signals(tx: mpsc::Sender<Event>) {
 }
 
 /// The servers as their state files and `/proc` show them now.
-fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapshot {
+/// `log_for`: the server whose log the log view shows.
+fn snapshot(
+    narrow: Option<&std::path::Path>,
+    selected: Option<&str>,
+    log_for: Option<&str>,
+) -> Snapshot {
     let (mut found, error) = match state::discover(narrow) {
         Ok(f) => (f, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
@@ -212,6 +221,12 @@ fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapsho
     let detail = selected
         .and_then(|id| found.iter().find(|f| f.state.id == id))
         .map(|f| detail(f, &memory));
+    let log = log_for
+        .and_then(|id| found.iter().find(|f| f.state.id == id))
+        .map(|f| {
+            let lines = logfile::last_lines(&f.state.log, logview::LOG_VIEW_LINES);
+            (f.state.id.clone(), lines)
+        });
     Snapshot {
         now: SystemTime::now(),
         error,
@@ -228,6 +243,7 @@ fn snapshot(narrow: Option<&std::path::Path>, selected: Option<&str>) -> Snapsho
             })
             .collect(),
         detail,
+        log,
     }
 }
 

@@ -12,6 +12,7 @@ use ratatui::widgets::{
 use crate::core::state::Health;
 use crate::tui::app::{self, App, Popup};
 use crate::tui::event::{Action, Server};
+use crate::tui::logview::LogView;
 
 /// Styles, or none of them when the user asked for no colour (`NO_COLOR`).
 #[derive(Clone, Copy)]
@@ -159,6 +160,10 @@ const HIGHLIGHT: &str = "▶ ";
 
 pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     let area = frame.area();
+    if let Some(view) = &app.log {
+        draw_log(frame, area, app, view, theme);
+        return;
+    }
     // A long command line takes more of the pane; the log keeps its lines.
     let detail_height = match app.selected_server() {
         Some(s) if app.detail_open => {
@@ -198,6 +203,81 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         Some(Popup::Help) => draw_help(frame, area, theme),
         None => {}
     }
+}
+
+/// The log view: a server's log over the whole screen.
+fn draw_log(frame: &mut Frame, area: Rect, app: &App, view: &LogView, theme: Theme) {
+    let [header, body, status, keys] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let rows = usize::from(body.height);
+    view.page.set(rows.max(1));
+    let server = app.servers.iter().find(|s| s.state.id == view.id);
+    let from = view.top_for(rows);
+    let to = (from + rows).min(view.lines.len());
+    let mut title = vec![
+        Span::styled(format!(" log of {} ", app::short(&view.id)), theme.title()),
+        Span::raw(server.map_or(String::new(), |s| {
+            format!(" {} ({})", app::short_command(s), app::state_label(s))
+        })),
+        Span::raw(format!(
+            "   {}–{to} of {}",
+            (from + 1).min(to),
+            view.lines.len()
+        )),
+    ];
+    title.push(Span::raw(if view.follow { "   following" } else { "" }));
+    title.push(Span::raw(if view.wrap { "   wrapped" } else { "" }));
+    frame.render_widget(Paragraph::new(Line::from(title)), header);
+    let needle = view.search.to_lowercase();
+    let lines: Vec<Line> = view.lines[from..to]
+        .iter()
+        .map(|l| highlighted(l, &needle))
+        .collect();
+    let mut text = Paragraph::new(lines);
+    if view.wrap {
+        text = text.wrap(Wrap { trim: false });
+    }
+    frame.render_widget(text, body);
+    let status_line = match (&app.status, view.searching) {
+        (_, true) => Line::from(vec![
+            Span::styled("search: ", theme.title()),
+            Span::raw(format!("{}▏", view.search)),
+        ]),
+        (Some(s), _) => Line::from(s.as_str()),
+        (None, _) => Line::default(),
+    };
+    frame.render_widget(Paragraph::new(status_line), status);
+    let bar =
+        "↑↓ PgUp PgDn scroll  g G top/end  f follow  w wrap  / search  n N next/prev  Esc back";
+    frame.render_widget(Paragraph::new(fit(bar, usize::from(keys.width))), keys);
+}
+
+/// `line` with each case-blind match of `needle` reversed (the whole line
+/// where lower-casing changes its length, so the matches cannot be
+/// placed).
+fn highlighted(line: &str, needle: &str) -> Line<'static> {
+    let lower = line.to_lowercase();
+    if needle.is_empty() || !lower.contains(needle) {
+        return Line::raw(line.to_owned());
+    }
+    let mark = Style::new().add_modifier(Modifier::REVERSED);
+    if lower.len() != line.len() {
+        return Line::styled(line.to_owned(), mark);
+    }
+    let mut spans = Vec::new();
+    let mut at = 0;
+    for (i, _) in lower.match_indices(needle) {
+        spans.push(Span::raw(line[at..i].to_owned()));
+        spans.push(Span::styled(line[i..i + needle.len()].to_owned(), mark));
+        at = i + needle.len();
+    }
+    spans.push(Span::raw(line[at..].to_owned()));
+    Line::from(spans)
 }
 
 /// States in the order the header counts them.
@@ -755,15 +835,15 @@ fn draw_help(frame: &mut Frame, area: Rect, _theme: Theme) {
         ("PgUp PgDn", "move a page (the rows shown)"),
         ("g G  Home End", "first / last server"),
         ("Enter", "open or close the detail pane"),
+        ("l", "its whole log: scroll, follow, wrap, search"),
         ("K  Delete", "kill the server (asks; f: at once)"),
         ("r", "restart its tool (asks first)"),
         ("< >  s  S", "sort column left / right / next; reverse"),
         ("/", "filter by command (Esc clears)"),
         ("p", "pause the refresh, or resume it"),
         ("c", "clean up after dead servers"),
-        ("?", "this help"),
         ("Esc", "close details and filter, or quit"),
-        ("q  Ctrl-C", "quit"),
+        ("?  q  Ctrl-C", "this help / quit"),
     ];
     let legend = [
         "STATE: starting (no tool ready yet), ready, busy,",
@@ -885,6 +965,7 @@ mod tests {
                     "2026-11-25T11:59:59.500Z  INFO stderr: loaded 1200000 entries pid=4243".into(),
                 ],
             }),
+            log: None,
         }));
         app
     }
@@ -931,6 +1012,7 @@ mod tests {
                 tools: vec![],
                 log_tail: vec!["2026-11-25T08:59:59.000Z  WARN tool exited: signal 9".into()],
             }),
+            log: None,
         }));
         press(&mut app, KeyCode::Enter);
         let screen = render(&app, 100, 30, false);
@@ -999,6 +1081,7 @@ mod tests {
             error: Some(why.into()),
             servers: vec![],
             detail: None,
+            log: None,
         }));
         let screen = render(&app, 100, 24, false);
         let centre: String = screen.lines().skip(2).take(18).collect();
@@ -1049,6 +1132,7 @@ mod tests {
             error: None,
             servers: vec![],
             detail: None,
+            log: None,
         }));
         let screen = render(&app, 100, 12, false);
         assert_eq!(app.visible().len(), 4, "{screen}");
@@ -1059,6 +1143,7 @@ mod tests {
             error: None,
             servers: vec![],
             detail: None,
+            log: None,
         }));
         assert!(app.visible().is_empty());
     }
@@ -1083,6 +1168,44 @@ mod tests {
         for part in ["1 busy", "1 stale", "1 ready", "1 dead", "54 rec/s", "144M"] {
             assert!(header.contains(part), "{part}: {header}");
         }
+    }
+
+    #[test]
+    fn l_shows_the_whole_log_of_the_selected_server_even_a_dead_one() {
+        let mut app = fixture();
+        let dead = app.visible()[0].state.id.clone();
+        press(&mut app, KeyCode::Char('l'));
+        let lines: Vec<String> = (0..500)
+            .map(|i| format!("2026-11-25T08:00:00.000Z  INFO line {i}"))
+            .chain(["2026-11-25T08:59:59.000Z  WARN tool exited: signal 9".to_owned()])
+            .collect();
+        app.update(Event::Refresh(Snapshot {
+            now: app.now,
+            error: None,
+            servers: app.servers.clone(),
+            detail: None,
+            log: Some((dead, lines)),
+        }));
+        let screen = render(&app, 100, 20, false);
+        assert!(screen.contains("log of dead00beef01"), "{screen}");
+        assert!(
+            screen.contains("tool exited: signal 9"),
+            "the end, followed: {screen}"
+        );
+        assert!(screen.contains("485–501 of 501"), "{screen}");
+        press(&mut app, KeyCode::Char('/'));
+        for c in "line 42".chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter);
+        let screen = render(&app, 100, 20, false);
+        let first = screen.lines().nth(1).unwrap();
+        assert!(first.contains("INFO line 42"), "{screen}");
+        press(&mut app, KeyCode::Esc);
+        press(&mut app, KeyCode::Esc);
+        let screen = render(&app, 100, 20, false);
+        assert!(screen.contains("STATE"), "back to the table: {screen}");
+        assert!(!app.quit);
     }
 
     #[test]
