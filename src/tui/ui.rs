@@ -61,7 +61,7 @@ struct Column {
     cell: fn(&Server, &App) -> String,
 }
 
-const COLUMNS: [Column; 12] = [
+const COLUMNS: [Column; 13] = [
     Column {
         name: "ID",
         width: 12,
@@ -144,7 +144,49 @@ const COLUMNS: [Column; 12] = [
         priority: 3,
         cell: |s, _| ms(s.state.latency_ms.p50),
     },
+    // Only when the servers come from several state directories.
+    Column {
+        name: "DIR",
+        width: 18,
+        priority: 1,
+        cell: |s, _| fit_start(&shown_dir(&s.state.dir), 18),
+    },
 ];
+
+/// A state directory as the DIR column shows it: the directory a
+/// `.viasock` is in (where the calls run), `~` for the home directory.
+fn shown_dir(dir: &std::path::Path) -> String {
+    let dir = match dir.file_name() {
+        Some(name) if name == ".viasock" => dir.parent().unwrap_or(dir),
+        _ => dir,
+    };
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    match home.as_deref().and_then(|h| dir.strip_prefix(h).ok()) {
+        Some(rest) if rest.as_os_str().is_empty() => "~".to_owned(),
+        Some(rest) => format!("~/{}", rest.display()),
+        None => dir.display().to_string(),
+    }
+}
+
+/// `text` cut to `width` columns from the left (`…` first): the end of a
+/// path says most.
+fn fit_start(text: &str, width: usize) -> String {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let room = width.saturating_sub(1);
+    let mut used = 0;
+    let tail: Vec<char> = text
+        .chars()
+        .rev()
+        .take_while(|c| {
+            used += c.width().unwrap_or(0);
+            used <= room
+        })
+        .collect();
+    std::iter::once('…').chain(tail.into_iter().rev()).collect()
+}
 
 /// A figure of the moment, or `-` for a dead server: nothing of it runs.
 fn live(s: &Server, figure: impl FnOnce() -> String) -> String {
@@ -440,11 +482,16 @@ fn fit(text: &str, width: usize) -> String {
 }
 
 /// The columns that fit in `width`, most important first kept.
-fn columns_for(width: u16) -> Vec<&'static Column> {
+/// `dirs`: the servers come from several state directories (else the DIR
+/// column says nothing).
+fn columns_for(width: u16, dirs: bool) -> Vec<&'static Column> {
     let mut used = HIGHLIGHT.chars().count() as u16 + COMMAND_MIN;
     let mut keep = [false; COLUMNS.len()];
     for priority in 0..=3 {
         for (i, c) in COLUMNS.iter().enumerate() {
+            if c.name == "DIR" && !dirs {
+                continue;
+            }
             if c.priority == priority && used + c.width < width {
                 used += c.width + 1;
                 keep[i] = true;
@@ -499,7 +546,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         frame.render_widget(p, middle);
         return;
     }
-    let columns = columns_for(area.width);
+    let several_dirs = app
+        .servers
+        .iter()
+        .any(|s| s.state.dir != app.servers[0].state.dir);
+    let columns = columns_for(area.width, several_dirs);
     let sort_column = match app.sort {
         app::SortKey::Uptime => "UPTIME",
         app::SortKey::Id => "ID",
@@ -1206,6 +1257,24 @@ mod tests {
         let screen = render(&app, 100, 20, false);
         assert!(screen.contains("STATE"), "back to the table: {screen}");
         assert!(!app.quit);
+    }
+
+    #[test]
+    fn a_dir_column_shows_when_servers_come_from_several_state_directories() {
+        let mut a = server("a1a1a1a1a1a1", "cat", "2026-11-25T11:00:00.000Z", 1);
+        a.state.dir = "/srv/corpus/.viasock".into();
+        let mut b = server("b2b2b2b2b2b2", "cat", "2026-11-25T11:01:00.000Z", 1);
+        b.state.dir = "/srv/shared-state".into();
+        let screen = render(&app_with(vec![a.clone(), b]), 120, 10, false);
+        assert!(screen.contains("DIR"), "{screen}");
+        let row = |id| screen.lines().find(|l| l.contains(id)).unwrap().to_owned();
+        assert!(row("a1a1a1a1a1a1").contains("/srv/corpus "), "{screen}");
+        assert!(
+            row("b2b2b2b2b2b2").contains("/srv/shared-state"),
+            "{screen}"
+        );
+        let one = render(&app_with(vec![a]), 120, 10, false);
+        assert!(!one.contains("DIR"), "one directory: no column: {one}");
     }
 
     #[test]
