@@ -159,29 +159,47 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Resident memory by process group, in bytes: a tool runs in a group of
-/// its own, so its entry counts the tool and whatever it started. One
-/// pass over `/proc` serves every server on the screen.
-pub fn rss_by_group() -> HashMap<u32, u64> {
-    let mut groups = HashMap::new();
+/// What the processes of a group use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Resident memory, bytes.
+    pub rss: u64,
+    /// CPU time used so far (user and system), in seconds × 1000.
+    pub cpu_ms: u64,
+}
+
+/// Usage by process group: a tool runs in a group of its own, so its
+/// entry counts the tool and whatever it started. One pass over `/proc`
+/// (one read of each process's `stat`) serves every server on the screen.
+pub fn usage_by_group() -> HashMap<u32, Usage> {
+    let mut groups: HashMap<u32, Usage> = HashMap::new();
     let Ok(dir) = fs::read_dir("/proc") else {
         return groups;
     };
+    let page = rustix::param::page_size() as u64;
+    let tick_ms = 1000 / rustix::param::clock_ticks_per_second().max(1);
     for pid in dir
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
     {
-        if let (Some(g), Some(rss)) = (process_group(pid), rss_bytes(pid)) {
-            *groups.entry(g).or_insert(0) += rss;
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's `)`: state is field 3, so pgrp (5) is at
+        // 2, utime (14) at 11, stime (15) at 12, rss (24, pages) at 21.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(g), Some(user), Some(system), Some(rss)) = (num(2), num(11), num(12), num(21))
+        {
+            let u = groups.entry(g as u32).or_default();
+            u.rss += rss * page;
+            u.cpu_ms += (user + system) * tick_ms;
         }
     }
     groups
-}
-
-fn process_group(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -194,8 +212,15 @@ mod tests {
         assert!(start_ticks(me).is_some());
         assert!(start_ticks(u32::MAX - 1).is_none());
         assert!(rss_bytes(me).unwrap() > 0);
-        let pgid = process_group(me).unwrap();
-        assert!(rss_by_group()[&pgid] >= rss_bytes(me).unwrap());
+        let pgid = rustix::process::getpgrp().as_raw_pid() as u32;
+        let mine = usage_by_group()[&pgid];
+        assert!(mine.rss > 0, "{mine:?}");
+        // This test process has run some code by now.
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+        assert!(usage_by_group()[&pgid].cpu_ms > 0);
     }
 
     #[test]

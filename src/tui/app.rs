@@ -27,6 +27,7 @@ pub enum SortKey {
     Idle,
     P99,
     Memory,
+    Cpu,
     Uptime,
     Records,
     P50,
@@ -34,7 +35,7 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    const ALL: [SortKey; 12] = [
+    const ALL: [SortKey; 13] = [
         Self::Id,
         Self::State,
         Self::Clients,
@@ -43,6 +44,7 @@ impl SortKey {
         Self::Idle,
         Self::P99,
         Self::Memory,
+        Self::Cpu,
         Self::Uptime,
         Self::Records,
         Self::P50,
@@ -59,6 +61,7 @@ impl SortKey {
             Self::Idle => "idle",
             Self::P99 => "p99",
             Self::Memory => "memory",
+            Self::Cpu => "cpu",
             Self::Uptime => "uptime",
             Self::Records => "records",
             Self::P50 => "p50",
@@ -262,6 +265,7 @@ impl App {
             SortKey::Rate => f(rate(b), rate(a)),
             SortKey::P99 => f(b.state.latency_ms.p99, a.state.latency_ms.p99),
             SortKey::Memory => b.tool_memory.cmp(&a.tool_memory),
+            SortKey::Cpu => f(b.tool_cpu.unwrap_or(-1.0), a.tool_cpu.unwrap_or(-1.0)),
         }
     }
 
@@ -575,6 +579,7 @@ pub mod tests {
             },
             health: Health::Live,
             tool_memory: 48 << 20,
+            tool_cpu: Some(12.0),
         }
     }
 

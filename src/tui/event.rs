@@ -49,6 +49,9 @@ pub struct Server {
     pub health: Health,
     /// Resident memory of its tool processes, bytes.
     pub tool_memory: u64,
+    /// The percent of one core its tools used since the last refresh
+    /// (`None` until they were seen twice).
+    pub tool_cpu: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default)]

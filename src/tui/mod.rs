@@ -11,6 +11,7 @@ pub mod event;
 pub mod logview;
 pub mod ui;
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +57,7 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
     let _restore = Restore;
 
     let mut app = App::new();
+    let mut cpu = CpuMeter::default();
     let mut last_read = Instant::now() - REFRESH;
     while !app.quit {
         alive.fetch_add(1, Ordering::Relaxed);
@@ -64,6 +66,7 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
                 narrow.as_deref(),
                 app.selected.as_deref(),
                 app.log.as_ref().map(|v| v.id.as_str()),
+                &mut cpu,
             )));
             last_read = Instant::now();
         }
@@ -197,26 +200,39 @@ fn watch_signals(tx: mpsc::Sender<Event>) {
 
 /// The servers as their state files and `/proc` show them now.
 /// `log_for`: the server whose log the log view shows.
+/// `cpu`: the use seen at the last refresh, to tell the CPU share since.
 fn snapshot(
     narrow: Option<&std::path::Path>,
     selected: Option<&str>,
     log_for: Option<&str>,
+    cpu: &mut CpuMeter,
 ) -> Snapshot {
     let (mut found, error) = match state::discover(narrow) {
         Ok(f) => (f, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     control::ask_live(&mut found);
-    let memory = procinfo::rss_by_group();
+    let usage = procinfo::usage_by_group();
+    let memory: HashMap<u32, u64> = usage.iter().map(|(g, u)| (*g, u.rss)).collect();
+    let shares = cpu.look(&usage);
     // A pid of 0 (a tool not started yet) is no process group of ours:
     // group 0 would be init's and the kernel's.
-    let tool_memory = |f: &Found| -> u64 {
+    let groups = |f: &Found| -> Vec<u32> {
         f.state
             .instances
             .iter()
-            .filter(|i| i.pid != 0)
-            .filter_map(|i| memory.get(&i.pid))
-            .sum()
+            .map(|i| i.pid)
+            .filter(|&pid| pid != 0)
+            .collect()
+    };
+    let tool_memory = |f: &Found| -> u64 { groups(f).iter().filter_map(|g| memory.get(g)).sum() };
+    // Known once a group was seen twice.
+    let tool_cpu = |f: &Found| -> Option<f64> {
+        let seen: Vec<f64> = groups(f)
+            .iter()
+            .filter_map(|g| shares.get(g).copied())
+            .collect();
+        (!seen.is_empty()).then(|| seen.iter().sum())
     };
     let detail = selected
         .and_then(|id| found.iter().find(|f| f.state.id == id))
@@ -240,6 +256,10 @@ fn snapshot(
                 } else {
                     0
                 },
+                tool_cpu: match f.health {
+                    Health::Live => tool_cpu(f),
+                    _ => None,
+                },
             })
             .collect(),
         detail,
@@ -247,9 +267,43 @@ fn snapshot(
     }
 }
 
+/// CPU time of each process group at the last look, to tell its share of
+/// a core since.
+#[derive(Default)]
+struct CpuMeter {
+    last: HashMap<u32, (u64, Instant)>,
+}
+
+impl CpuMeter {
+    /// The percent of one core each group used since the last look (for
+    /// groups seen then too), and remembers this look.
+    fn look(&mut self, usage: &HashMap<u32, procinfo::Usage>) -> HashMap<u32, f64> {
+        self.look_at(usage, Instant::now())
+    }
+
+    fn look_at(
+        &mut self,
+        usage: &HashMap<u32, procinfo::Usage>,
+        now: Instant,
+    ) -> HashMap<u32, f64> {
+        let mut shares = HashMap::new();
+        for (group, u) in usage {
+            if let Some((before, then)) = self.last.get(group) {
+                let ms = now.duration_since(*then).as_secs_f64() * 1000.0;
+                if ms > 0.0 {
+                    let used = u.cpu_ms.saturating_sub(*before) as f64;
+                    shares.insert(*group, 100.0 * used / ms);
+                }
+            }
+        }
+        self.last = usage.iter().map(|(g, u)| (*g, (u.cpu_ms, now))).collect();
+        shares
+    }
+}
+
 /// The detail pane's facts of one server. `memory`: resident bytes by
 /// process group.
-fn detail(f: &Found, memory: &std::collections::HashMap<u32, u64>) -> Detail {
+fn detail(f: &Found, memory: &HashMap<u32, u64>) -> Detail {
     // The pids of a dead or remote server are nobody's or another
     // machine's: /proc says nothing about them.
     let tools = match f.health {
@@ -315,6 +369,23 @@ mod tests {
             health,
             entry: None,
         }
+    }
+
+    #[test]
+    fn cpu_share_is_told_from_two_looks() {
+        let mut meter = CpuMeter::default();
+        let t0 = Instant::now();
+        let at = |cpu_ms| {
+            [(7, procinfo::Usage { rss: 1, cpu_ms })]
+                .into_iter()
+                .collect()
+        };
+        assert!(
+            meter.look_at(&at(1000), t0).is_empty(),
+            "one look tells nothing"
+        );
+        let shares = meter.look_at(&at(1500), t0 + Duration::from_secs(1));
+        assert!((shares[&7] - 50.0).abs() < 0.01, "{shares:?}");
     }
 
     #[test]

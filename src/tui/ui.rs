@@ -61,7 +61,7 @@ struct Column {
     cell: fn(&Server, &App) -> String,
 }
 
-const COLUMNS: [Column; 13] = [
+const COLUMNS: [Column; 14] = [
     Column {
         name: "ID",
         width: 12,
@@ -125,6 +125,13 @@ const COLUMNS: [Column; 13] = [
         width: 6,
         priority: 2,
         cell: |s, _| live(s, || bytes(s.tool_memory)),
+    },
+    // Of one core, its tools together, since the last refresh.
+    Column {
+        name: "CPU",
+        width: 5,
+        priority: 2,
+        cell: |s, _| live(s, || s.tool_cpu.map_or("-".into(), |c| format!("{c:.0}%"))),
     },
     Column {
         name: "UPTIME",
@@ -560,6 +567,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         app::SortKey::Rate => "REC/S",
         app::SortKey::P99 => "P99",
         app::SortKey::Memory => "MEM",
+        app::SortKey::Cpu => "CPU",
         app::SortKey::Clients => "CLNT",
         app::SortKey::Idle => "IDLE",
         app::SortKey::Records => "RECORDS",
@@ -1166,7 +1174,7 @@ mod tests {
         assert!(screen.contains("RECORDS▼"), "{screen}");
         press(&mut app, KeyCode::Char('<'));
         press(&mut app, KeyCode::Char('<'));
-        assert_eq!(app.sort, app::SortKey::Memory);
+        assert_eq!(app.sort, app::SortKey::Cpu);
         for _ in 0..20 {
             press(&mut app, KeyCode::Char('<'));
         }
@@ -1275,6 +1283,27 @@ mod tests {
         );
         let one = render(&app_with(vec![a]), 120, 10, false);
         assert!(!one.contains("DIR"), "one directory: no column: {one}");
+    }
+
+    #[test]
+    fn the_cpu_column_shows_the_tools_share_of_a_core() {
+        let mut busy = server("333333333333", "tag", "2026-11-25T11:00:00.000Z", 1);
+        busy.tool_cpu = Some(87.4);
+        let mut fresh = server("444444444444", "cat", "2026-11-25T11:01:00.000Z", 1);
+        fresh.tool_cpu = None;
+        let mut app = app_with(vec![fresh, busy]);
+        while app.sort != app::SortKey::Cpu {
+            press(&mut app, KeyCode::Char('s'));
+        }
+        let screen = render(&app, 120, 10, false);
+        let rows = table_rows(&screen);
+        assert_eq!(
+            rows.first().map(String::as_str),
+            Some("333333333333"),
+            "{screen}"
+        );
+        assert!(screen.contains("87%"), "{screen}");
+        assert!(screen.contains("CPU▼"), "{screen}");
     }
 
     #[test]
