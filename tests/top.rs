@@ -265,16 +265,25 @@ fn top_exits_when_its_terminal_goes_away() {
     assert!(gone, "top outlived its terminal");
 }
 
+/// A shell command line that runs `top` on the world's servers with
+/// `env` set too, then `then`.
+fn top_then(w: &World, env: &str, then: &str) -> String {
+    format!(
+        "env {env} VIASOCK_DIR='{}' XDG_RUNTIME_DIR='{}' '{BIN}' top{then}",
+        w.state.display(),
+        w.tmp.path().display(),
+    )
+}
+
 #[test]
 fn top_ends_with_128_plus_the_signal_that_stopped_it() {
     let w = World::new();
     let tmux = Tmux::new("top4");
     let status = w.tmp.path().join("status");
-    let command = format!(
-        "env VIASOCK_DIR='{}' XDG_RUNTIME_DIR='{}' '{BIN}' top; echo $? > '{}'; sleep 60",
-        w.state.display(),
-        w.tmp.path().display(),
-        status.display()
+    let command = top_then(
+        &w,
+        "",
+        &format!("; echo $? > '{}'; sleep 60", status.display()),
     );
     let shell = tmux.start(80, 24, &command);
     tmux.expect("No viasock servers are running");
@@ -303,11 +312,13 @@ fn top_refuses_a_dumb_terminal_with_a_message() {
     let w = World::new();
     let tmux = Tmux::new("top5");
     let out = w.tmp.path().join("out");
-    let command = format!(
-        "env TERM=dumb VIASOCK_DIR='{}' XDG_RUNTIME_DIR='{}' '{BIN}' top 2> '{out}'; echo \"status $?\" >> '{out}'; sleep 60",
-        w.state.display(),
-        w.tmp.path().display(),
-        out = out.display()
+    let command = top_then(
+        &w,
+        "TERM=dumb",
+        &format!(
+            " 2> '{out}'; echo \"status $?\" >> '{out}'; sleep 60",
+            out = out.display()
+        ),
     );
     tmux.start(80, 24, &command);
     let ended = wait_until(Duration::from_secs(10), || {

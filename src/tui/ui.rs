@@ -234,15 +234,8 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     if app.detail_open {
         draw_detail(frame, detail, app, theme);
     }
-    let status_line = match (&app.status, app.filtering) {
-        (_, true) => Line::from(vec![
-            Span::styled("filter: ", theme.title()),
-            Span::raw(format!("{}▏", app.filter)),
-        ]),
-        (Some(s), _) => Line::from(s.as_str()),
-        (None, _) => Line::default(),
-    };
-    frame.render_widget(Paragraph::new(status_line), status);
+    let typing = app.filtering.then_some(("filter: ", app.filter.as_str()));
+    frame.render_widget(Paragraph::new(status_line(app, typing, theme)), status);
     frame.render_widget(
         Paragraph::new(key_bar(theme, app.filtering, keys.width)),
         keys,
@@ -292,18 +285,24 @@ fn draw_log(frame: &mut Frame, area: Rect, app: &App, view: &LogView, theme: The
         text = text.wrap(Wrap { trim: false });
     }
     frame.render_widget(text, body);
-    let status_line = match (&app.status, view.searching) {
-        (_, true) => Line::from(vec![
-            Span::styled("search: ", theme.title()),
-            Span::raw(format!("{}▏", view.search)),
-        ]),
-        (Some(s), _) => Line::from(s.as_str()),
-        (None, _) => Line::default(),
-    };
-    frame.render_widget(Paragraph::new(status_line), status);
+    let typing = view.searching.then_some(("search: ", view.search.as_str()));
+    frame.render_widget(Paragraph::new(status_line(app, typing, theme)), status);
     let bar =
         "↑↓ PgUp PgDn scroll  g G top/end  f follow  w wrap  / search  n N next/prev  Esc back";
     frame.render_widget(Paragraph::new(fit(bar, usize::from(keys.width))), keys);
+}
+
+/// The status line: what is being typed (`label`, `text`) with a cursor,
+/// else the last outcome.
+fn status_line<'a>(app: &'a App, typing: Option<(&'a str, &'a str)>, theme: Theme) -> Line<'a> {
+    match (typing, &app.status) {
+        (Some((label, text)), _) => Line::from(vec![
+            Span::styled(label, theme.title()),
+            Span::raw(format!("{text}▏")),
+        ]),
+        (None, Some(s)) => Line::from(s.as_str()),
+        (None, None) => Line::default(),
+    }
 }
 
 /// `line` with each case-blind match of `needle` reversed (the whole line
