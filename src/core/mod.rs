@@ -7,6 +7,7 @@ pub mod control;
 pub mod detect;
 pub mod feed;
 pub mod framing;
+pub mod hangup;
 pub mod identity;
 pub mod instance;
 pub mod logfile;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ratatui::crossterm::event as term;
 
 use crate::core::state::{self, Found, Health};
-use crate::core::{Fatal, control, logfile, procinfo, status};
+use crate::core::{Fatal, control, hangup, logfile, procinfo, status};
 use app::App;
 use event::{Action, Detail, Event, Server, Snapshot};
 
@@ -61,7 +61,8 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
     let mut last_read = Instant::now() - REFRESH;
     while !app.quit {
         alive.fetch_add(1, Ordering::Relaxed);
-        if last_read.elapsed() >= REFRESH {
+        // Paused, the figures hold still: nothing is read.
+        if last_read.elapsed() >= REFRESH && !app.paused {
             app.update(Event::Refresh(snapshot(
                 narrow.as_deref(),
                 app.selected.as_deref(),
@@ -71,7 +72,11 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
             last_read = Instant::now();
         }
         terminal.draw(|f| ui::draw(f, &app, theme))?;
-        let wait = REFRESH.saturating_sub(last_read.elapsed());
+        let wait = match app.paused {
+            // Only keys to wait for.
+            true => REFRESH,
+            false => REFRESH.saturating_sub(last_read.elapsed()),
+        };
         let mut events = Vec::new();
         if term::poll(wait)? {
             match term::read()? {
@@ -125,7 +130,7 @@ fn watchdog() -> Arc<AtomicU64> {
         loop {
             for _ in 0..looks {
                 std::thread::sleep(HANGUP_LOOK);
-                if hung_up() {
+                if hangup::hung_up(std::io::stdout()) {
                     ratatui::restore();
                     std::process::exit(129);
                 }
@@ -141,22 +146,6 @@ fn watchdog() -> Arc<AtomicU64> {
         }
     });
     turns
-}
-
-/// Whether the terminal on stdout has hung up (its other side closed).
-fn hung_up() -> bool {
-    use rustix::event::{PollFd, PollFlags};
-    let out = std::io::stdout();
-    // No events asked for: a hang-up or error is reported anyway.
-    let mut fds = [PollFd::new(&out, PollFlags::empty())];
-    let now = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(1))
-        && fds[0]
-            .revents()
-            .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
 }
 
 struct Restore;

@@ -10,6 +10,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::core::config::Tuning;
+use crate::core::hangup;
 use crate::core::pool::Pool;
 use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
 use crate::core::records::{self, Splitter, Terminator};
@@ -74,7 +75,7 @@ pub(super) async fn handle(
             // A caller that gave up (it waited out a stopped server) has
             // closed its socket: nothing of the input that came with its
             // Hello is run.
-            if caller_left(rd.get_ref().as_ref()) {
+            if hangup::hung_up(rd.get_ref().as_ref()) {
                 tracing::info!("a caller left before its call was read; nothing of it is run");
                 return Ok(());
             }
@@ -88,19 +89,6 @@ pub(super) async fn handle(
             control(shared, pool, &mut rd, &mut wr).await
         }
     }
-}
-
-/// Whether the caller has closed its socket already.
-fn caller_left(stream: &UnixStream) -> bool {
-    use rustix::event::{PollFd, PollFlags};
-    // No events asked for: a hang-up is reported anyway.
-    let mut fds = [PollFd::new(stream, PollFlags::empty())];
-    let now = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(1))
-        && fds[0].revents().contains(PollFlags::HUP)
 }
 
 /// How long a call's Welcome may wait for its first answer to go with.
