@@ -60,6 +60,7 @@ fn main() {
     rows.extend(b.streaming());
     rows.push(b.concurrency());
     rows.push(b.cold_start());
+    rows.push(b.one_shot());
     rows.push(b.first_calls());
     rows.push(b.memory());
     rows.extend(b.make_pipeline());
@@ -389,6 +390,46 @@ impl Bench {
             "<= +10 ms",
             format!("+{:.1} ms", ms(added)),
             Some(added <= Duration::from_millis(10)),
+        )
+    }
+
+    /// A one-shot tool (it reads to the end of its input) that loads for
+    /// 2 s: run directly, and warm through `--fork`, against a warm
+    /// record-mode call.
+    fn one_shot(&self) -> Row {
+        let tool = self.script("oneshot2s.sh", "#!/bin/sh\nsleep 2\nexec cat\n");
+        let tool = tool.to_string_lossy().into_owned();
+        let mut direct = Vec::new();
+        for _ in 0..3 {
+            let start = Instant::now();
+            let out = feed(Command::new(&tool).current_dir(self.cwd()), b"hello\n");
+            direct.push(start.elapsed());
+            assert_eq!(out.stdout, b"hello\n");
+        }
+        let t = self.interleaved(&mut [
+            self.viasock(&["run", "cat"]),
+            self.viasock(&["run", "--fork", &tool]),
+        ]);
+        let (record, fork) = (t[0], t[1]);
+        let d = median(&mut direct);
+        let added = fork.saturating_sub(record);
+        println!(
+            "one-shot tool: {:.3} s directly, {:.3} ms warm through --fork, {:.3} ms a warm \
+             record-mode call (medians of {WARM_RUNS})",
+            d.as_secs_f64(),
+            ms(fork),
+            ms(record)
+        );
+        Row::new(
+            "one-shot tool that loads for 2 s: direct vs `--fork` warm",
+            "<= record +5 ms",
+            format!(
+                "{:.0} ms / {:.2} ms (+{:.2} ms)",
+                ms(d),
+                ms(fork),
+                ms(added)
+            ),
+            Some(added <= Duration::from_millis(5)),
         )
     }
 

@@ -711,3 +711,205 @@ fn start_probe_of_a_tool_failing_at_start_up_gives_its_status() {
         assert!(err.contains("cannot load the model"), "{err}");
     }
 }
+
+/// A record the tool sits on shows as the age of the oldest record in
+/// flight, of the server and of its instance, and goes once answered.
+#[test]
+fn ls_shows_how_long_the_oldest_record_has_waited() {
+    let w = World::new();
+    w.script(
+        "slow.sh",
+        "#!/bin/sh\nwhile read l; do [ \"$l\" = slow ] && sleep 3; echo \"$l\"; done\n",
+    );
+    ok_stdout(&w.run(&["run", "./slow.sh"], b"warm\n"));
+    let before = std::time::SystemTime::now();
+    let mut call = w.spawn(&["run", "./slow.sh"]);
+    writeln!(call.stdin.as_mut().unwrap(), "slow").unwrap();
+    let mut s = Value::Null;
+    assert!(wait_until(Duration::from_secs(10), || {
+        s = ls_json(&w).remove(0);
+        s["oldest_in_flight_at"].is_string()
+    }));
+    let at = humantime::parse_rfc3339_weak(s["oldest_in_flight_at"].as_str().unwrap()).unwrap();
+    assert!(at >= before - Duration::from_millis(5), "{s}");
+    assert_eq!(
+        s["instances"][0]["oldest_in_flight_at"], s["oldest_in_flight_at"],
+        "{s}"
+    );
+    drop(call.stdin.take());
+    assert_eq!(ok_stdout(&finish(call, b"")), "slow\n");
+    let s = ls_json(&w).remove(0);
+    assert_eq!(s["oldest_in_flight_at"], Value::Null, "{s}");
+    assert_eq!(s["instances"][0]["oldest_in_flight_at"], Value::Null, "{s}");
+}
+
+/// A failed call counts among the errors of the last minute as well as
+/// in all.
+#[test]
+fn ls_counts_the_errors_of_the_last_minute() {
+    let w = World::new();
+    w.script(
+        "fragile.sh",
+        "#!/bin/sh\nwhile read l; do [ \"$l\" = die ] && exit 3; echo \"$l\"; done\n",
+    );
+    ok_stdout(&w.run(&["run", "./fragile.sh"], b"ok\n"));
+    let s = ls_json(&w).remove(0);
+    assert_eq!(s["errors_last_minute"], 0, "{s}");
+    let failed = w.run(&["run", "./fragile.sh"], b"die\n");
+    assert!(!failed.status.success(), "{failed:?}");
+    let s = ls_json(&w).remove(0);
+    assert_eq!(s["errors_total"], 1, "{s}");
+    assert_eq!(s["errors_last_minute"], 1, "{s}");
+}
+
+/// `ls` into a pipe nobody reads (`| head -0` that has exited) ends
+/// quietly; into a full disk it says so in one line. It used to panic
+/// (status 101) on both.
+#[test]
+fn ls_ends_quietly_on_a_closed_pipe_and_says_so_on_a_full_one() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    for args in [&["ls"][..], &["ls", "--json"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = w.cmd(args).stdout(writer).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = w.cmd(args).stdout(full).output().unwrap();
+        let lines = viasock_lines(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert_eq!(lines.len(), 1, "{args:?}: {out:?}");
+        assert!(lines[0].contains("No space left"), "{lines:?}");
+    }
+}
+
+/// Runs two calls of `cat` on one instance, the second waiting for the
+/// first, with `VIASOCK_LOG` set to `log` (unset if `None`); returns the
+/// server log.
+fn log_of_a_wait(log: Option<&str>) -> String {
+    let w = World::new();
+    let call = |w: &World| {
+        let mut c = w.cmd(&["run", "-j", "1", "cat"]);
+        if let Some(l) = log {
+            c.env("VIASOCK_LOG", l);
+        }
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let mut first = call(&w);
+    writeln!(first.stdin.as_mut().unwrap(), "a").unwrap();
+    let lines = Lines::of(first.stdout.take().unwrap());
+    assert_eq!(lines.next().as_deref(), Some("a\n"));
+    let second = call(&w);
+    state_where(&w, |s| s["clients_waiting"] == 1);
+    drop(first.stdin.take());
+    assert!(first.wait().unwrap().success());
+    assert_eq!(ok_stdout(&finish(second, b"b\n")), "b\n");
+    w.logs()
+}
+
+/// The log level comes from `VIASOCK_LOG`; a call waiting for a busy
+/// instance is a debug line (under `make -j` it came 30 times a second
+/// and buried the tool's own stderr).
+#[test]
+fn viasock_log_sets_the_level_and_waits_for_an_instance_are_debug_lines() {
+    let quiet = log_of_a_wait(None);
+    assert!(quiet.contains("INFO"), "{quiet}");
+    assert!(!quiet.contains("instances busy"), "{quiet}");
+    let debug = log_of_a_wait(Some("debug"));
+    assert!(debug.contains("DEBUG"), "{debug}");
+    assert!(debug.contains("all 1 instances busy"), "{debug}");
+    let warn = log_of_a_wait(Some("warn"));
+    assert!(!warn.contains("INFO"), "{warn}");
+    let bad = log_of_a_wait(Some("viasock=[[["));
+    assert!(bad.contains("VIASOCK_LOG"), "{bad}");
+    assert!(bad.contains("INFO"), "it logs at info: {bad}");
+}
+
+/// `ls -q` prints the ids alone, which `kill` takes back.
+#[test]
+fn ls_quiet_prints_ids_for_xargs() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    ok_stdout(&w.run(&["run", "sed", "-u", "s/x/y/"], b"x\n"));
+    let ids = ok_stdout(&w.run(&["ls", "-q"], b""));
+    let ids: Vec<&str> = ids.lines().collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.iter().all(|i| i.len() == 12), "{ids:?}");
+    let mut kill = vec!["kill"];
+    kill.extend(&ids);
+    ok_stdout(&w.run(&kill, b""));
+    assert_eq!(ok_stdout(&w.run(&["ls", "-q"], b"")), "");
+    let both = w.run(&["ls", "-q", "--json"], b"");
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+}
+
+/// The log names the tool's command line shell-quoted, as `ls` and `top`
+/// show it: `sh -c 'read l; echo "$l"'`, not `sh -c read l; echo "$l"`.
+#[test]
+fn the_log_shows_the_command_shell_quoted() {
+    let w = World::new();
+    let script = "while read l; do echo \"$l\"; done";
+    ok_stdout(&w.run(&["run", "sh", "-c", script], b"x\n"));
+    let logs = w.logs();
+    let quoted = format!("tool started: sh -c '{script}'");
+    assert!(logs.contains(&quoted), "{quoted}\n{logs}");
+    let listed = ok_stdout(&w.run(&["ls"], b""));
+    assert!(listed.contains(&format!("sh -c '{script}'")), "{listed}");
+}
+
+/// A stopped server whose queue of connections is full (every `ls` and
+/// `top` refresh used to leave one there) neither holds `ls` up nor
+/// `kill --force`: connects give up after their wait, and a server whose
+/// file is late is not asked at all.
+#[test]
+fn a_stopped_server_with_a_full_queue_holds_nothing_up() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    let (_, pid) = the_server(&w);
+    let socket = state_files(&w)[0]["socket"].as_str().unwrap().to_owned();
+    let stopped = Stopped::new(&w, pid);
+    // Fill its queue: connections it never takes stay queued, closed or
+    // not; the filler blocks once there is no room (and is let go when
+    // the server dies).
+    let made = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = made.clone();
+    std::thread::spawn(move || {
+        while std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let mut last = usize::MAX;
+    let full = wait_until(Duration::from_secs(60), || {
+        let now = made.load(Ordering::Relaxed);
+        let still = now == last && now > 0;
+        last = now;
+        std::thread::sleep(Duration::from_millis(200));
+        still
+    });
+    assert!(
+        full,
+        "the queue never filled: {} connections",
+        made.load(Ordering::Relaxed)
+    );
+    for _ in 0..3 {
+        let out = finish_within(w.spawn(&["ls", "--json"]), b"", Duration::from_secs(5));
+        let listed: Vec<Value> = serde_json::from_str(&ok_stdout(&out)).unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+    }
+    let out = finish_within(
+        w.spawn(&["kill", "--all", "--force"]),
+        b"",
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_until(Duration::from_secs(10), || !process_alive(pid)));
+    drop(stopped);
+}

@@ -231,16 +231,36 @@ fn two_answers_per_record_cannot_be_served() {
 }
 
 #[test]
-fn answers_only_at_end_of_input_cannot_be_served() {
+fn a_tool_that_answers_only_at_end_of_input_is_served_with_fork() {
     let w = World::new();
     let v = detect(&w, &["sort"]);
-    assert_unservable(&v, "only at end of input");
+    assert!(v.text().contains("only at end of input"), "{}", v.text());
+    assert_eq!(v.command(), ["viasock", "run", "--fork", "sort"]);
+    assert_serves_like_direct_runs(&w, &v, &["sort"], INPUTS);
+    // A summary at the end: a record tool it is not, a one-shot tool it is.
     w.script(
         "summary.sh",
         "#!/bin/sh\nn=0\nwhile IFS= read -r l; do echo \"$l\"; n=$((n+1)); done\necho \"$n lines\"\n",
     );
     let v = detect(&w, &["./summary.sh"]);
-    assert_unservable(&v, "at end of input it writes 8 bytes more");
+    assert!(
+        v.text().contains("at end of input it writes 8 bytes more"),
+        "{}",
+        v.text()
+    );
+    assert_eq!(v.command(), ["viasock", "run", "--fork", "./summary.sh"]);
+    assert_serves_like_direct_runs(&w, &v, &["./summary.sh"], INPUTS);
+}
+
+#[test]
+fn a_one_shot_tool_that_cannot_be_forked_is_not_suggested_fork() {
+    let w = World::new();
+    // A shell script whose input a program it starts reads.
+    w.script("sorted.sh", "#!/bin/sh\nsort\n");
+    let v = detect(&w, &["./sorted.sh"]);
+    assert_unservable(&v, "only at end of input");
+    assert!(v.text().contains("Served with --fork"), "{}", v.text());
+    assert!(v.text().contains("reads stdin itself"), "{}", v.text());
 }
 
 #[test]

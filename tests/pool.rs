@@ -121,7 +121,7 @@ fn waiting_clients_are_served_in_arrival_order() {
         writeln!(c.stdin.as_mut().unwrap(), "call {i}").unwrap();
         calls.push(c);
         assert!(wait_until(Duration::from_secs(10), || {
-            w.logs().matches("busy; waiting").count() >= i
+            w.calls_waiting() == i as u64
         }));
     }
     drop(first_in);
@@ -151,9 +151,7 @@ fn client_giving_up_while_waiting_loses_nothing() {
     assert_eq!(line, "out first\n");
     let mut waiter = w.spawn(&args);
     writeln!(waiter.stdin.as_mut().unwrap(), "never").unwrap();
-    assert!(wait_until(Duration::from_secs(10), || w
-        .logs()
-        .contains("busy; waiting")));
+    assert!(wait_until(Duration::from_secs(10), || w.calls_waiting() >= 1));
     waiter.kill().unwrap();
     waiter.wait().unwrap();
     writeln!(holder_in, "second").unwrap();
@@ -339,9 +337,7 @@ fn crash_on_a_first_record_fails_only_that_call() {
         .logs()
         .contains("tool started")));
     let waiting = w.spawn(&args);
-    assert!(wait_until(Duration::from_secs(10), || w
-        .logs()
-        .contains("busy; waiting")));
+    assert!(wait_until(Duration::from_secs(10), || w.calls_waiting() >= 1));
     let out = common::finish(waiting, b"hello\n");
     assert_eq!(ok_stdout(&out), "out hello\n");
     assert_eq!(dying.join().unwrap().status.code(), Some(3));
@@ -398,9 +394,7 @@ fn waiting_client_killed_with_a_full_queue_costs_nothing() {
             }
         }
     });
-    assert!(wait_until(Duration::from_secs(10), || w
-        .logs()
-        .contains("busy; waiting")));
+    assert!(wait_until(Duration::from_secs(10), || w.calls_waiting() >= 1));
     flood.kill().unwrap();
     flood.wait().unwrap();
     feeder.join().unwrap();
@@ -433,9 +427,7 @@ fn forced_kill_starts_no_new_tool_and_tells_waiting_clients() {
     assert!(wait_until(Duration::from_secs(10), || ls_busy(&w)));
     let waiting = w.spawn(&args);
     let waiting = std::thread::spawn(move || common::finish(waiting, b"b\n"));
-    assert!(wait_until(Duration::from_secs(10), || w
-        .logs()
-        .contains("busy; waiting")));
+    assert!(wait_until(Duration::from_secs(10), || w.calls_waiting() >= 1));
     assert!(w.run(&["kill", "--all", "--force"], b"").status.success());
     let out = waiting.join().unwrap();
     assert_eq!(
@@ -497,9 +489,7 @@ fn a_call_waiting_during_a_restart_is_served() {
     assert_eq!(line, "> a\n");
     let second = w.spawn(&args);
     let second = std::thread::spawn(move || common::finish(second, b"b\n"));
-    assert!(wait_until(Duration::from_secs(10), || w
-        .logs()
-        .contains("busy; waiting")));
+    assert!(wait_until(Duration::from_secs(10), || w.calls_waiting() >= 1));
     let ls = w.run(&["ls", "--json"], b"");
     let servers: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
     let id = servers[0]["id"].as_str().unwrap().to_owned();

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{World, ok_stdout, wait_until};
+use common::{World, finish, ok_stdout, viasock_lines, wait_until};
 
 /// A tool that takes a moment to load, then numbers nothing and echoes
 /// each line with a prefix.
@@ -463,8 +463,70 @@ fn completions_are_printed_for_each_shell() {
         assert!(script.contains(marker), "{shell}: {script:.200}");
         assert!(script.contains("restart"), "{shell}: subcommands missing");
     }
+    // Value hints: the tool's command line completes as a command, --dir
+    // as a directory.
+    let zsh = ok_stdout(&w.run(&["completions", "zsh"], b""));
+    assert!(
+        zsh.contains(":_cmdambivalent"),
+        "the tool's command: {zsh:.300}"
+    );
+    assert!(zsh.contains(":DIR:_files -/"), "--dir: {zsh:.300}");
     let out = w.run(&["completions", "nosuchshell"], b"");
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The man page covers every command and the exit statuses, as `man`
+/// reads it; `--out` writes one page per command.
+#[test]
+fn the_man_page_has_every_command_and_the_exit_statuses() {
+    let w = World::new();
+    let page = ok_stdout(&w.run(&["man"], b""));
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH viasock 1"),
+        "{page:.300}"
+    );
+    for part in [".SH \"EXIT STATUS\"", ".SH \"ENVIRONMENT\"", "VIASOCK_LOG"] {
+        assert!(page.contains(part), "{part}: {page}");
+    }
+    for command in [
+        "run", "ls", "kill", "restart", "logs", "top", "detect", "start",
+    ] {
+        assert!(
+            page.contains(&format!("viasock\\-{command}(1)")),
+            "{command}: {page}"
+        );
+    }
+    let dir = w.tmp.path().join("man");
+    std::fs::create_dir(&dir).unwrap();
+    ok_stdout(&w.run(&["man", "--out", dir.to_str().unwrap()], b""));
+    let run = std::fs::read_to_string(dir.join("viasock-run.1")).unwrap();
+    assert!(run.contains("process\\-timeout"), "{run:.500}");
+    assert!(dir.join("viasock.1").exists() && dir.join("viasock-top.1").exists());
+    assert!(
+        !dir.join("viasock-__exec-tool.1").exists(),
+        "hidden commands have none"
+    );
+}
+
+/// `-h` is short and ends pointing at `--help`, which has the exit
+/// statuses; neither is wider than 100 columns.
+#[test]
+fn help_is_short_and_long_and_wrapped() {
+    let w = World::new();
+    let short = ok_stdout(&w.run(&["-h"], b""));
+    let long = ok_stdout(&w.run(&["--help"], b""));
+    assert!(
+        short.contains("--help") && !short.contains("Exit status"),
+        "{short}"
+    );
+    assert!(
+        long.contains("Exit status") && long.contains("141"),
+        "{long}"
+    );
+    for text in [&short, &long, &ok_stdout(&w.run(&["run", "--help"], b""))] {
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= 100, "{widest} columns:\n{text}");
+    }
 }
 
 #[test]
@@ -500,4 +562,111 @@ fn a_client_that_half_closes_after_its_input_gets_its_answers() {
     }
     assert_eq!(String::from_utf8_lossy(&output), "> a\n> b\n");
     assert_eq!(status, Some(0));
+}
+
+/// Defaults set once in the environment: `VIASOCK_INSTANCES`,
+/// `VIASOCK_SERVER_TIMEOUT` and `VIASOCK_NO_SPAWN`, shown in `--help`; an
+/// option on the command line still wins, and a bad value is a usage
+/// error.
+#[test]
+fn defaults_come_from_the_environment() {
+    let w = World::new();
+    let call = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = w.cmd(args);
+        c.envs(env.iter().copied());
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        finish(c.spawn().unwrap(), b"a\n")
+    };
+    let refused = call(&[("VIASOCK_NO_SPAWN", "1")], &["run", "cat"]);
+    assert_eq!(refused.status.code(), Some(69), "{refused:?}");
+    let out = call(
+        &[
+            ("VIASOCK_INSTANCES", "3"),
+            ("VIASOCK_SERVER_TIMEOUT", "0"),
+            ("VIASOCK_NO_SPAWN", "no"),
+        ],
+        &["run", "cat"],
+    );
+    assert_eq!(ok_stdout(&out), "a\n");
+    let ls: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&w.run(&["ls", "--json"], b""))).unwrap();
+    assert_eq!(ls[0]["max_instances"], 3, "{:#}", ls[0]);
+    assert_eq!(
+        ls[0]["idle_timeout_s"],
+        serde_json::Value::Null,
+        "{:#}",
+        ls[0]
+    );
+    // The command line wins over the environment.
+    let out = call(
+        &[("VIASOCK_INSTANCES", "1")],
+        &["run", "-j", "2", "sed", "-u", "s/a/b/"],
+    );
+    assert_eq!(ok_stdout(&out), "b\n");
+    let ls: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&w.run(&["ls", "--json"], b""))).unwrap();
+    let sed = ls.iter().find(|s| s["command"][0] == "sed").unwrap();
+    assert_eq!(sed["max_instances"], 2, "{sed:#}");
+    for (name, bad) in [("VIASOCK_INSTANCES", "0"), ("VIASOCK_NO_SPAWN", "maybe")] {
+        let out = call(&[(name, bad)], &["run", "cat"]);
+        assert_eq!(out.status.code(), Some(2), "{name}={bad}: {out:?}");
+        assert_eq!(viasock_lines(&out).len(), 1, "{out:?}");
+    }
+    let help = ok_stdout(&w.run(&["run", "--help"], b""));
+    for name in [
+        "VIASOCK_INSTANCES",
+        "VIASOCK_SERVER_TIMEOUT",
+        "VIASOCK_NO_SPAWN",
+    ] {
+        assert!(help.contains(name), "{name}: {help}");
+    }
+}
+
+/// The manual pages and completions that `cargo deb` packages are those
+/// the binary makes: regenerate them with `viasock man --out packaging/man`
+/// and `viasock completions SHELL > packaging/completions/...` when
+/// this fails.
+#[test]
+fn packaged_man_pages_and_completions_are_current() {
+    let w = World::new();
+    let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
+    let dir = w.tmp.path().join("man");
+    std::fs::create_dir(&dir).unwrap();
+    ok_stdout(&w.run(&["man", "--out", dir.to_str().unwrap()], b""));
+    let mut made: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut kept: Vec<_> = std::fs::read_dir(packaging.join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    made.sort();
+    kept.sort();
+    assert_eq!(
+        made, kept,
+        "the pages differ: run viasock man --out packaging/man"
+    );
+    for name in made {
+        let now = std::fs::read(dir.join(&name)).unwrap();
+        let then = std::fs::read(packaging.join("man").join(&name)).unwrap();
+        assert!(
+            now == then,
+            "{name:?} is stale: run viasock man --out packaging/man"
+        );
+    }
+    for (shell, file) in [
+        ("bash", "viasock.bash"),
+        ("zsh", "_viasock"),
+        ("fish", "viasock.fish"),
+    ] {
+        let now = w.run(&["completions", shell], b"").stdout;
+        let then = std::fs::read(packaging.join("completions").join(file)).unwrap();
+        assert!(
+            now == then,
+            "{file} is stale: run viasock completions {shell} > packaging/completions/{file}"
+        );
+    }
 }

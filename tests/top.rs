@@ -332,3 +332,80 @@ fn top_refuses_a_dumb_terminal_with_a_message() {
     assert!(said.contains("TERM=dumb"), "{said:?}");
     assert!(said.ends_with("status 1\n"), "{said:?}");
 }
+
+/// The mouse as a terminal reports it (SGR sequences, as tmux passes
+/// them on), and the instances view of a real tool: its pid as `ls`
+/// has it, with memory and a process count from `/proc`.
+#[test]
+fn top_takes_clicks_and_shows_the_instances_of_a_server() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    ok_stdout(&w.run(&["run", "sed", "-u", "s/x/y/"], b"x\nx\n"));
+    let ls: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&w.run(&["ls", "--json"], b""))).unwrap();
+    let sed = ls.iter().find(|s| s["command"][0] == "sed").unwrap();
+    let sed_id = sed["id"].as_str().unwrap()[..12].to_owned();
+    let tool = sed["instances"][0]["pid"].as_u64().unwrap().to_string();
+
+    let tmux = Tmux::new("mouse");
+    tmux.start(120, 12, &format!("exec {}", top_then(&w, "", "")));
+    tmux.expect(&sed_id);
+    let row_of = |id: &str| {
+        let screen = tmux.screen();
+        screen.lines().position(|l| l.contains(id)).unwrap()
+    };
+    // A left click (press, then release) on the sed row selects it.
+    let y = row_of(&sed_id) + 1;
+    let click = |x: usize, y: usize| {
+        for end in ['M', 'm'] {
+            let seq = format!("\x1b[<0;{x};{y}{end}");
+            assert!(
+                tmux.cmd(&["send-keys", "-t", "top", "-l", &seq])
+                    .status
+                    .success()
+            );
+        }
+    };
+    click(40, y);
+    let selected = wait_until(Duration::from_secs(10), || {
+        tmux.screen()
+            .lines()
+            .any(|l| l.starts_with('▶') && l.contains(&sed_id))
+    });
+    assert!(selected, "the click did not select:\n{}", tmux.screen());
+    // A click on a heading sorts by it.
+    let heading = tmux.screen().lines().nth(1).unwrap().to_owned();
+    let x = heading[..heading.find("MEM").unwrap()].chars().count() + 2;
+    click(x, 2);
+    tmux.expect("sort: memory");
+    tmux.expect("MEM▼");
+
+    tmux.keys("i");
+    tmux.expect(&format!("instances of {sed_id}"));
+    // Its usage comes with the next look at /proc.
+    let mut screen = String::new();
+    let seen = wait_until(Duration::from_secs(10), || {
+        screen = tmux.screen();
+        screen
+            .lines()
+            .find(|l| l.starts_with(&tool))
+            .is_some_and(|l| l.split_whitespace().nth(6) != Some("-"))
+    });
+    assert!(seen, "no usage of the tool: {screen}");
+    let row: Vec<&str> = screen
+        .lines()
+        .find(|l| l.starts_with(&tool))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // pid, state, requests, records, age, oldest, RSS, CPU, processes.
+    assert_eq!(&row[..4], [tool.as_str(), "idle", "1", "2"], "{screen}");
+    assert_eq!(row[5], "-", "nothing in flight: {screen}");
+    assert!(row[6].ends_with('M') || row[6].ends_with('k'), "{screen}");
+    assert_eq!(row[8], "1", "sed started nothing: {screen}");
+    tmux.keys("Escape");
+    tmux.expect("COMMAND");
+    tmux.keys("m");
+    tmux.expect("mouse off");
+    tmux.keys("q");
+}

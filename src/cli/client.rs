@@ -9,7 +9,7 @@ use crate::core::{Fatal, status};
 pub fn client(args: &ClientArgs) -> anyhow::Result<i32> {
     let unavailable = |m: String| Fatal::new(status::UNAVAILABLE, m);
     let shown = args.socket.display();
-    let mut stream = client::connect(&args.socket)
+    let mut stream = client::connect(&args.socket, client::HANDSHAKE_WAIT)
         .map_err(|e| unavailable(format!("cannot connect to {shown}: {e}")))?
         .ok_or_else(|| unavailable(format!("no server is listening at {shown}")))?;
     match client::handshake(&mut stream, Purpose::Run, &[], &[], client::HANDSHAKE_WAIT) {

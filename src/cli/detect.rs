@@ -42,10 +42,7 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<i32> {
     } else {
         human(&report)
     };
-    match std::io::stdout().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
-        _ => {}
-    }
+    crate::cli::print_out(text.as_bytes())?;
     Ok(if report.servable { 0 } else { status::FAILURE })
 }
 

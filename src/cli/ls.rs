@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use crate::cli::{Cli, LsArgs, select};
+use crate::cli::{Cli, LsArgs, print_out, select};
 use crate::core::control;
 use crate::core::state::{self, Found, Health};
 
@@ -11,10 +11,19 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<i32> {
     control::ask_live(&mut found);
     if args.json {
         let states: Vec<_> = found.iter().map(Found::shown_state).collect();
-        println!("{}", serde_json::to_string_pretty(&states)?);
+        let text = serde_json::to_string_pretty(&states)? + "\n";
+        print_out(text.as_bytes())?;
         return Ok(0);
     }
-    print!("{}", table(&found, SystemTime::now()));
+    if args.quiet {
+        let ids: String = found
+            .iter()
+            .map(|f| format!("{}\n", f.state.short_id()))
+            .collect();
+        print_out(ids.as_bytes())?;
+        return Ok(0);
+    }
+    print_out(table(&found, SystemTime::now()).as_bytes())?;
     for f in &found {
         if f.state.log_lines_dropped > 0 {
             eprintln!(

@@ -30,16 +30,145 @@ mod start;
 /// starts a background server running the unchanged tool, every later call
 /// streams its input through the warm tool.
 #[derive(Debug, Parser)]
-#[command(name = "viasock", version, max_term_width = 100)]
+#[command(
+    name = "viasock",
+    version,
+    max_term_width = 100,
+    after_help = "`viasock --help` also gives the exit statuses and examples.",
+    after_long_help = long_help()
+)]
 pub struct Cli {
     /// State directory for sockets, locks and logs [default: ./.viasock]. For
     /// ls, kill, restart and logs: only the servers of this directory (without
     /// it: every server of the user).
-    #[arg(long, global = true, env = "VIASOCK_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "VIASOCK_DIR",
+        value_name = "DIR",
+        value_hint = clap::ValueHint::DirPath
+    )]
     pub dir: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A section of the long help: its heading in the help and in the man
+/// page, and its lines, each a term and what it means.
+type HelpSection = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// What `--help` and the man page add after the options.
+const HELP_SECTIONS: [HelpSection; 3] = [
+    (
+        "Exit status of `viasock run`",
+        "EXIT STATUS",
+        &[
+            ("0", "every input record was answered and written"),
+            (
+                "N",
+                "the tool exited with N (not 0) while serving this call",
+            ),
+            ("128+S", "the tool was killed by signal S"),
+            ("124", "a record was not answered within -w"),
+            ("126/127", "the tool is not executable / not found"),
+            ("65", "unfinished input record with a custom -t"),
+            (
+                "69",
+                "the server could not be started or reached (also --no-spawn)",
+            ),
+            (
+                "141",
+                "stdout was closed (| head): ends quietly, as cat would",
+            ),
+            ("2", "bad usage, among them a bad -t/-T pattern"),
+            ("1", "any other failure"),
+            ("", "Other commands exit 0, 1 on failure, 2 on bad usage."),
+        ],
+    ),
+    (
+        "Environment",
+        "ENVIRONMENT",
+        &[
+            ("VIASOCK_DIR", "the state directory (as --dir)"),
+            (
+                "VIASOCK_SERVER_TIMEOUT",
+                "as -W, for every call that does not give it",
+            ),
+            ("VIASOCK_INSTANCES", "as -j"),
+            (
+                "VIASOCK_NO_SPAWN",
+                "as --no-spawn when 1, yes or true (0, no, false: off)",
+            ),
+            (
+                "VIASOCK_LOG",
+                "the server log's level: info (default), debug, warn",
+            ),
+            (
+                "NO_COLOR",
+                "top without colours (its ! and !! marks say as much)",
+            ),
+        ],
+    ),
+    (
+        "Examples",
+        "EXAMPLES",
+        &[
+            (
+                "",
+                "viasock run --framing ispell hunspell -d en_US -a < words.txt",
+            ),
+            (
+                "",
+                "viasock run -t '^$' -T '^$' -P 1 java -jar parser.jar < doc.txt",
+            ),
+            ("", "viasock detect -- python3 tagger.py"),
+            ("", "viasock ls; viasock top; viasock kill --all"),
+        ],
+    ),
+];
+
+/// [`HELP_SECTIONS`] as `--help` shows them.
+fn long_help() -> String {
+    let mut text = String::new();
+    for (heading, _, lines) in HELP_SECTIONS {
+        text.push_str(&format!("\n{heading}:\n"));
+        for (term, what) in lines {
+            match *term {
+                "" => text.push_str(&format!("  {what}\n")),
+                term => text.push_str(&format!("  {term:<23} {what}\n")),
+            }
+        }
+    }
+    text.trim().to_owned()
+}
+
+/// [`HELP_SECTIONS`] as man page sections, lines kept as they are.
+fn man_sections() -> String {
+    let mut roff = String::new();
+    for (_, heading, lines) in HELP_SECTIONS {
+        roff.push_str(&format!(".SH \"{heading}\"\n.nf\n"));
+        for (term, what) in lines {
+            let line = match *term {
+                "" => what.to_string(),
+                term => format!("{term:<23} {what}"),
+            };
+            // Roff escapes: a backslash, and a line that starts with a
+            // control character.
+            let line = line.replace('\\', "\\e");
+            if line.starts_with(['.', '\'']) {
+                roff.push_str("\\&");
+            }
+            roff.push_str(&line);
+            roff.push('\n');
+        }
+        roff.push_str(".fi\n");
+    }
+    roff
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,13 +204,24 @@ pub enum Command {
     /// Print a shell completion script (for example:
     /// `viasock completions bash > ~/.local/share/bash-completion/completions/viasock`).
     Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into
+    /// a directory (for example: `viasock man | man -l -`).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write viasock.1 and a viasock-COMMAND.1 for each command into DIR
+    /// instead.
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct DetectArgs {
     /// Sample records to give the tool, one per line [default: a few
     /// sentences, with empty lines between paragraphs].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub input: Option<PathBuf>,
 
     /// Lines end with NUL, in the sample and in what the tool writes.
@@ -101,7 +241,8 @@ pub struct DetectArgs {
         required = true,
         trailing_var_arg = true,
         num_args = 1..,
-        value_name = "PROGRAM [ARGS]"
+        value_name = "PROGRAM [ARGS]",
+        value_hint = clap::ValueHint::CommandWithArguments
     )]
     pub command: Vec<OsString>,
 }
@@ -111,6 +252,11 @@ pub struct ExecToolArgs {
     /// The server's pid: if the parent is another, the server is gone.
     #[arg(long)]
     pub parent: u32,
+
+    /// Serve the tool with --fork: its stdin is the server's socket for
+    /// the fork server, and this library is preloaded.
+    #[arg(long, value_name = "PATH")]
+    pub fork_library: Option<PathBuf>,
 
     #[arg(required = true, trailing_var_arg = true, num_args = 1.., allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -128,7 +274,11 @@ pub struct RunArgs {
     pub tool: ToolArgs,
 
     /// Fail (status 69) instead of starting a server.
-    #[arg(long)]
+    #[arg(
+        long,
+        env = "VIASOCK_NO_SPAWN",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub no_spawn: bool,
 }
 
@@ -138,7 +288,7 @@ pub struct ServeArgs {
     pub tool: ToolArgs,
 
     /// Socket to listen at [default: DIR/sockets/ID.sock].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub socket: Option<PathBuf>,
 
     /// Write `ready` to stdout once listening (used by `run`).
@@ -172,8 +322,12 @@ pub struct StartArgs {
 #[derive(Debug, Args)]
 pub struct LsArgs {
     /// Print the state objects as a JSON array.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "quiet")]
     pub json: bool,
+
+    /// Print only the ids, one a line (for `xargs viasock kill`).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -252,20 +406,39 @@ pub struct ToolArgs {
     pub process_timeout: Option<Duration>,
 
     /// Idle time after which a server stops; 0 never stops [default: 60].
-    #[arg(short = 'W', long, value_name = "DURATION", value_parser = parse_secs)]
+    #[arg(
+        short = 'W',
+        long,
+        env = "VIASOCK_SERVER_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = parse_secs
+    )]
     pub server_timeout: Option<Duration>,
 
     /// Most tool instances one server runs at once, for concurrent clients
     /// [default: 1]. A running server with fewer takes on more.
-    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        short = 'j',
+        long,
+        env = "VIASOCK_INSTANCES",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub instances: Option<u32>,
 
     /// Let concurrent clients share instances record by record.
     #[arg(long)]
     pub interleave: bool,
 
+    /// Serve a one-shot tool (it reads all its input, then exits): the
+    /// loaded tool is forked at its first read of stdin for every call,
+    /// with the caller's own stdin, stdout and stderr, and its exit status
+    /// is the call's. -j bounds the calls at once, -w each call.
+    #[arg(long, conflicts_with_all = ["input_terminator", "output_terminator", "output_prelude", "prelude_lines", "null_data", "framing", "interleave"])]
+    pub fork: bool,
+
     /// Extra file or directory whose change must give a new server (repeatable).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::AnyPath)]
     pub watch: Vec<PathBuf>,
 
     /// Environment variable whose value belongs to the server's identity (repeatable).
@@ -273,7 +446,7 @@ pub struct ToolArgs {
     pub env: Vec<String>,
 
     /// Server log file [default: DIR/logs/ID.log].
-    #[arg(short = 'l', long, value_name = "PATH")]
+    #[arg(short = 'l', long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub log: Option<PathBuf>,
 
     /// The tool and its arguments. Everything from PROGRAM on is the tool's
@@ -285,7 +458,8 @@ pub struct ToolArgs {
         required = true,
         trailing_var_arg = true,
         num_args = 1..,
-        value_name = "PROGRAM [ARGS]"
+        value_name = "PROGRAM [ARGS]",
+        value_hint = clap::ValueHint::CommandWithArguments
     )]
     pub command: Vec<OsString>,
 }
@@ -306,6 +480,7 @@ impl ToolArgs {
                 .filter(|d| !d.is_zero()),
             instances: self.instances.unwrap_or(1) as usize,
             interleave: self.interleave,
+            fork: self.fork,
             watch: self.watch.clone(),
             env: self.env.clone(),
             log: self.log.clone(),
@@ -420,9 +595,59 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
     let mut script = Vec::new();
     let mut cmd = <Cli as clap::CommandFactory>::command();
     clap_complete::generate(shell, &mut cmd, "viasock", &mut script);
-    match std::io::stdout().write_all(&script) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(0),
+    print_out(&script)?;
+    Ok(0)
+}
+
+/// The manual: `viasock(1)` on stdout, or every page into a directory.
+fn man(args: &ManArgs) -> anyhow::Result<i32> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let page = |cmd: clap::Command| -> std::io::Result<Vec<u8>> {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut roff)?;
+        Ok(roff)
+    };
+    // The top page: clap's sections, then ours in place of its reflowed
+    // text.
+    let top = |cmd: clap::Command| -> std::io::Result<Vec<u8>> {
+        let man = clap_mangen::Man::new(cmd);
+        let mut roff = Vec::new();
+        man.render_title(&mut roff)?;
+        man.render_name_section(&mut roff)?;
+        man.render_synopsis_section(&mut roff)?;
+        man.render_description_section(&mut roff)?;
+        man.render_options_section(&mut roff)?;
+        man.render_subcommands_section(&mut roff)?;
+        roff.extend_from_slice(man_sections().as_bytes());
+        man.render_version_section(&mut roff)?;
+        Ok(roff)
+    };
+    let Some(dir) = &args.out else {
+        print_out(&top(cmd)?)?;
+        return Ok(0);
+    };
+    let write = |name: &str, roff: Vec<u8>| {
+        let path = dir.join(name);
+        std::fs::write(&path, roff)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    };
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("viasock-{}", sub.get_name());
+        write(&format!("{name}.1"), page(sub.clone().name(name))?)?;
+    }
+    write("viasock.1", top(cmd)?)?;
+    Ok(0)
+}
+
+/// Writes a command's whole output to stdout. A reader that went away
+/// (`| head`) is no error: the command ends quietly, as `cat` does. Any
+/// other failure (a full disk) is one, said in one line.
+pub(crate) fn print_out(text: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot write the output: {e}")),
+        Ok(()) => Ok(()),
     }
 }
 
@@ -454,7 +679,20 @@ fn usage_error(e: &clap::Error) -> String {
 /// Parses the command line, runs the command and returns its exit status.
 pub fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
-    if let Some(q) = quick::run(&argv, std::env::var_os("VIASOCK_DIR").as_deref()) {
+    // Defaults set in the environment are clap's to read (and to refuse
+    // with its message); the quick reader knows only VIASOCK_DIR.
+    let env_defaults = [
+        "VIASOCK_SERVER_TIMEOUT",
+        "VIASOCK_INSTANCES",
+        "VIASOCK_NO_SPAWN",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some());
+    let quick = match env_defaults {
+        true => None,
+        false => quick::run(&argv, std::env::var_os("VIASOCK_DIR").as_deref()),
+    };
+    if let Some(q) = quick {
         return exit(run::run(&state_dir(q.dir.as_deref()), &q.args));
     }
     let cli = match Cli::try_parse_from(&argv) {
@@ -479,6 +717,7 @@ pub fn main() -> ExitCode {
         Command::Detect(a) => detect::detect(a),
         Command::ExecTool(a) => exec_tool::exec_tool(a),
         Command::Completions(a) => completions(a.shell),
+        Command::Man(a) => man(a),
     })
 }
 

@@ -75,6 +75,7 @@ pub fn run(argv: &[OsString], env_dir: Option<&OsStr>) -> Option<QuickRun> {
                 set(&mut t.instances, n)?;
             }
             Long("interleave") => flag(&mut t.interleave)?,
+            Long("fork") => flag(&mut t.fork)?,
             Long("watch") => t.watch.push(path(&mut p)?),
             Long("env") => t.env.push(text(&mut p)?),
             Short('l') | Long("log") => set(&mut t.log, path(&mut p)?)?,
@@ -84,6 +85,17 @@ pub fn run(argv: &[OsString], env_dir: Option<&OsStr>) -> Option<QuickRun> {
             _ => return None,
         }
     };
+    // --fork takes none of the record options: clap says so.
+    let record_options = t.input_terminator.is_some()
+        || t.output_terminator.is_some()
+        || t.output_prelude.is_some()
+        || t.prelude_lines.is_some()
+        || t.null_data
+        || t.framing.is_some()
+        || t.interleave;
+    if t.fork && record_options {
+        return None;
+    }
     t.command = std::iter::once(program).chain(p.raw_args().ok()?).collect();
     let dir = match (dir, env_dir) {
         (Some(d), _) => Some(d),
@@ -219,6 +231,7 @@ mod tests {
                 "--help",
             ],
             &["run", "-t", "", "cat"],
+            &["run", "--fork", "-j", "3", "-w", "5", "python3", "tag.py"],
         ] {
             let argv = argv(words);
             let quick = run(&argv, env_dir().as_deref()).unwrap_or_else(|| panic!("{words:?}"));
@@ -240,6 +253,8 @@ mod tests {
             &["run", "-t", "a", "-t", "b", "cat"],
             &["run", "--interleave", "--interleave", "cat"],
             &["run", "--framing", "nope", "cat"],
+            &["run", "--fork", "-t", "^$", "cat"],
+            &["run", "--fork", "--fork", "cat"],
             &["run", "--bogus", "cat"],
             &["run", "-w", "x", "cat"],
             &["ls"],
@@ -289,6 +304,7 @@ mod tests {
             "--instances",
             "2",
             "--interleave",
+            "--fork",
             "--watch",
             "--watch=",
             "m",

@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::cli::RunArgs;
 use crate::core::autostart::{self, Connection, Target};
 use crate::core::client;
+use crate::core::fork;
 use crate::core::identity;
 use crate::core::paths::StateDir;
 use crate::core::{Fatal, status};
@@ -33,6 +34,11 @@ pub fn run(state_dir: &Path, args: &RunArgs) -> anyhow::Result<i32> {
         id,
         log,
     };
+    if spec.fork {
+        // The tool's child reads stdin itself: nothing of it is read here.
+        let conn = autostart::connect_or_start(&target, args.no_spawn, &[])?;
+        return finish_fork(conn, &target.log);
+    }
     let opening = client::ready_input();
     let conn = autostart::connect_or_start(&target, args.no_spawn, &opening.frames)?;
     finish(
@@ -59,6 +65,18 @@ pub fn finish(
     })?;
     if let Some(m) = ending.message {
         eprintln!("viasock: {m}");
+    }
+    Ok(ending.status)
+}
+
+/// Hands stdio to a `--fork` server and returns the child's status.
+fn finish_fork(conn: Connection, log: &Path) -> anyhow::Result<i32> {
+    let ending = fork::client::call(conn.stream).map_err(|mut f| {
+        f.message.push_str(&format!(" (see log {})", log.display()));
+        f
+    })?;
+    if let Some(m) = ending.message {
+        eprintln!("viasock: {m} (see log {})", log.display());
     }
     Ok(ending.status)
 }

@@ -2,17 +2,15 @@
 
 use std::io::Write;
 
-use std::os::unix::fs::OpenOptionsExt;
-
 use anyhow::Context;
-use file_rotate::compression::Compression;
-use file_rotate::suffix::AppendCount;
-use file_rotate::{ContentLimit, FileRotate};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::cli::{Cli, ServeArgs};
 use crate::core::identity;
+use crate::core::logrotate::RotatingFile;
 use crate::core::logsink::Lossy;
-use crate::core::paths::{StateDir, open_private_append};
+use crate::core::paths::StateDir;
 use crate::core::server::{self, ServerConfig};
 use crate::core::{Fatal, status};
 
@@ -110,55 +108,52 @@ fn tell_ready() {
 }
 
 /// A log file grows to this size before it is rotated...
-const LOG_BYTES: usize = 10 << 20;
+const LOG_BYTES: u64 = 10 << 20;
 /// ...and this many rotated files (`LOG.1` newest) are kept.
 const LOG_FILES: usize = 3;
 
 /// Server messages and the tool's stderr go, with timestamps, to the log
 /// file if there is one (rotated by size), else to stderr.
+/// `VIASOCK_LOG` (`debug`, `warn`, `viasock=trace`...: tracing's filter
+/// syntax) sets which lines are written; `info` when unset. A value that
+/// does not parse is said in the log, and `info` used.
 fn init_logging(log: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let (filter, bad_filter) = match std::env::var("VIASOCK_LOG") {
+        Err(_) => (EnvFilter::new("info"), None),
+        Ok(v) => match EnvFilter::try_new(&v) {
+            Ok(f) => (f, None),
+            Err(e) => (EnvFilter::new("info"), Some(format!("{v:?}: {e}"))),
+        },
+    };
     let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_ansi(false)
         .with_target(false)
         .log_internal_errors(false);
     let stderr = || Lossy(std::io::stderr());
-    match log {
-        Some(path) => {
-            match open_private_append(path) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    anyhow::bail!("cannot open log {}: it is a symlink", path.display());
-                }
-                Err(e) => {
-                    // Serving matters more than logging (a full or
-                    // read-only disk): go on, logging to stderr.
-                    builder.with_writer(stderr).init();
-                    tracing::warn!(
-                        "cannot write log {}: {e}; running without it",
-                        path.display()
-                    );
-                    return Ok(());
-                }
-            }
-            let mut options = std::fs::OpenOptions::new();
-            options
-                .read(true)
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-            let file = FileRotate::new(
-                path,
-                AppendCount::new(LOG_FILES),
-                ContentLimit::BytesSurpassed(LOG_BYTES),
-                Compression::None,
-                Some(options),
-            );
-            builder
-                .with_writer(std::sync::Mutex::new(Lossy(file)))
-                .init();
+    let mut unwritable = None;
+    let writer = match log.map(|p| (p, RotatingFile::open(p, LOG_BYTES, LOG_FILES))) {
+        None => BoxMakeWriter::new(stderr),
+        Some((_, Ok(file))) => BoxMakeWriter::new(std::sync::Mutex::new(Lossy(file))),
+        Some((path, Err(e))) if e.raw_os_error() == Some(libc::ELOOP) => {
+            anyhow::bail!("cannot open log {}: it is a symlink", path.display());
         }
-        None => builder.with_writer(stderr).init(),
+        // Serving matters more than logging (a full or read-only disk):
+        // go on, logging to stderr.
+        Some((path, Err(e))) => {
+            unwritable = Some(format!(
+                "cannot write log {}: {e}; running without it",
+                path.display()
+            ));
+            BoxMakeWriter::new(stderr)
+        }
+    };
+    builder.with_writer(writer).init();
+    if let Some(why) = bad_filter {
+        tracing::warn!("VIASOCK_LOG {why}; logging at info");
+    }
+    if let Some(why) = unwritable {
+        tracing::warn!("{why}");
     }
     Ok(())
 }

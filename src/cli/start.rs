@@ -6,7 +6,7 @@ use crate::cli::{Cli, StartArgs};
 use crate::core::autostart::{self, Target};
 use crate::core::identity;
 use crate::core::paths::StateDir;
-use crate::core::{Fatal, client, status};
+use crate::core::{Fatal, client, fork, status};
 
 pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
     let spec = args.tool.checked_spec()?;
@@ -31,6 +31,9 @@ pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
         log: log.clone(),
     };
     let conn = autostart::connect_or_start(&target, false, &[])?;
+    if spec.fork {
+        return start_fork(conn, args.probe.as_deref().unwrap_or_default(), &log);
+    }
     // A call with no record returns once the tool runs (and its prelude is
     // read); with the probe, once that is answered. The server ends a last
     // line that has no line end (`\n`, or NUL under -z).
@@ -40,6 +43,40 @@ pub fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<i32> {
             f.message.push_str(&format!(" (see log {})", log.display()));
             f
         })?;
+    if let Some(m) = ending.message {
+        eprintln!("viasock: {m}");
+    }
+    Ok(ending.status)
+}
+
+/// A one-shot tool is ready once it has read: one call, with the probe
+/// (or nothing) as its input and its output thrown away, returns after
+/// that. Its status is the call's.
+fn start_fork(
+    conn: autostart::Connection,
+    probe: &str,
+    log: &std::path::Path,
+) -> anyhow::Result<i32> {
+    use std::os::fd::AsFd;
+    let failed =
+        |e: std::io::Error| Fatal::new(status::FAILURE, format!("cannot start the probe: {e}"));
+    let (input, mut feed) = std::io::pipe().map_err(failed)?;
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(failed)?;
+    let probe = probe.as_bytes().to_vec();
+    let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut feed, &probe));
+    let ending = fork::client::call_with(
+        conn.stream,
+        [input.as_fd(), null.as_fd(), rustix::stdio::stderr()],
+    )
+    .map_err(|mut f| {
+        f.message.push_str(&format!(" (see log {})", log.display()));
+        f
+    })?;
+    drop(input);
+    let _ = feeder.join();
     if let Some(m) = ending.message {
         eprintln!("viasock: {m}");
     }

@@ -51,7 +51,7 @@ pub fn connect_or_start(t: &Target, no_spawn: bool, opening: &[u8]) -> Result<Co
     let socket = t.dir.socket(&t.id);
     for _ in 0..ATTEMPTS {
         let found = match t.dir.verify().map_err(unavailable)? {
-            true => client::connect(&socket).map_err(unavailable)?,
+            true => client::connect(&socket, client::HANDSHAKE_WAIT).map_err(unavailable)?,
             false => None,
         };
         let stream = match found {
@@ -138,7 +138,7 @@ fn start(t: &Target, socket: &Path) -> Result<UnixStream, Fatal> {
             lock_path.display()
         ))
     })?;
-    if let Some(s) = client::connect(socket).map_err(unavailable)? {
+    if let Some(s) = client::connect(socket, client::HANDSHAKE_WAIT).map_err(unavailable)? {
         return Ok(s);
     }
     // Nobody listens: whatever is at the path was left by a dead server.

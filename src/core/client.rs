@@ -13,9 +13,14 @@ use crate::core::paths::SocketPath;
 use crate::core::protocol::{self, Kind, ProtocolError, Purpose};
 use crate::core::{Fatal, status};
 
-/// Connects to a server socket. `Ok(None)` means no server is there (no
-/// socket file, or nobody listening on it).
-pub fn connect(path: &Path) -> io::Result<Option<UnixStream>> {
+/// Connects to a server socket, waiting at most `wait` for room in its
+/// queue. `Ok(None)` means no server is there (no socket file, or nobody
+/// listening on it).
+///
+/// A server that is stopped (SIGSTOP) or wedged accepts nothing, and once
+/// its queue is full a plain connect would wait for good; this one gives
+/// up after `wait` with `TimedOut`.
+pub fn connect(path: &Path, wait: Duration) -> io::Result<Option<UnixStream>> {
     let not_there = |e: &io::Error| {
         matches!(
             e.kind(),
@@ -27,7 +32,7 @@ pub fn connect(path: &Path) -> io::Result<Option<UnixStream>> {
         Err(e) if not_there(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    match UnixStream::connect(addr.as_path()) {
+    match connect_within(addr.as_path(), wait) {
         Ok(s) => {
             let peer = rustix::net::sockopt::socket_peercred(&s)?;
             if peer.uid != rustix::process::geteuid() {
@@ -39,11 +44,46 @@ pub fn connect(path: &Path) -> io::Result<Option<UnixStream>> {
             Ok(Some(s))
         }
         Err(e) if not_there(&e) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(io::Error::new(
+            e.kind(),
+            format!(
+                "the server at {} takes no connections (stopped or wedged?)",
+                path.display()
+            ),
+        )),
         Err(e) => Err(io::Error::new(
             e.kind(),
             format!("cannot connect to {}: {e}", path.display()),
         )),
     }
+}
+
+/// A Unix stream connect that does not block on a full queue: it tries
+/// again every few milliseconds until `wait` is over. A connect to a
+/// listener with room completes at once, so the usual cost is the one
+/// call and the switch back to blocking mode.
+fn connect_within(path: &Path, wait: Duration) -> io::Result<UnixStream> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let addr = SocketAddrUnix::new(path)?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::AGAIN) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(rustix::io::Errno::AGAIN) => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    rustix::io::ioctl_fionbio(&fd, false)?;
+    Ok(UnixStream::from(fd))
 }
 
 /// The outcome of a handshake.

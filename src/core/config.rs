@@ -88,6 +88,8 @@ pub struct ToolSpec {
     pub server_timeout: Option<Duration>,
     pub instances: usize,
     pub interleave: bool,
+    /// `--fork`: a one-shot tool, forked at its first read for each call.
+    pub fork: bool,
     pub watch: Vec<PathBuf>,
     pub env: Vec<String>,
     pub log: Option<PathBuf>,
@@ -98,15 +100,22 @@ impl ToolSpec {
     /// program, its arguments and the log (the caller decides where that is).
     pub fn serve_options(&self) -> Vec<OsString> {
         let f = &self.framing;
-        let mut out: Vec<OsString> = vec![
-            "--input-terminator".into(),
-            f.input_terminator.clone().into(),
-            "--output-terminator".into(),
-            f.output_terminator.clone().into(),
-            "--output-prelude".into(),
-            f.prelude.to_string().into(),
-            "--prelude-lines".into(),
-            f.prelude_lines.to_string().into(),
+        // --fork takes no framing (its tool's input is one whole).
+        let mut out: Vec<OsString> = if self.fork {
+            vec!["--fork".into()]
+        } else {
+            vec![
+                "--input-terminator".into(),
+                f.input_terminator.clone().into(),
+                "--output-terminator".into(),
+                f.output_terminator.clone().into(),
+                "--output-prelude".into(),
+                f.prelude.to_string().into(),
+                "--prelude-lines".into(),
+                f.prelude_lines.to_string().into(),
+            ]
+        };
+        out.extend::<[OsString; 4]>([
             "--server-timeout".into(),
             self.server_timeout
                 .map_or(0.0, |d| d.as_secs_f64())
@@ -114,7 +123,7 @@ impl ToolSpec {
                 .into(),
             "--instances".into(),
             self.instances.to_string().into(),
-        ];
+        ]);
         if let Some(t) = self.process_timeout {
             out.push("--process-timeout".into());
             out.push(t.as_secs_f64().to_string().into());

@@ -26,26 +26,50 @@ const ANSWER_WAIT: Duration = Duration::from_secs(3);
 /// state file stands (a stopped server must not hold `ls` up).
 const STATE_WAIT: Duration = Duration::from_millis(250);
 
+/// A server whose file is older than this is late (it writes every
+/// second): it is not asked, since a stopped one would only pile up
+/// connections it never takes.
+const FRESH_FILE: Duration = Duration::from_secs(2);
+
 /// Replaces the state of each live server of this host with the server's
 /// account of this moment: its file is written a moment after a change,
-/// so it may not count a call that has just returned. A server that does
-/// not answer in time keeps what its file says.
+/// so it may not count a call that has just returned. The servers are
+/// asked all at once, with one deadline for all ([`STATE_WAIT`]); a server
+/// that does not answer in time, or whose file is late, keeps what its
+/// file says.
 pub fn ask_live(found: &mut [Found]) {
-    for f in found.iter_mut().filter(|f| f.health == Health::Live) {
-        if let Some(s) = ask_state(f) {
-            f.state = s;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut asked = 0;
+    for (i, f) in found.iter().enumerate() {
+        if f.health != Health::Live || state::heartbeat_age(&f.state) > FRESH_FILE {
+            continue;
+        }
+        let (tx, socket, pid) = (tx.clone(), f.state.socket.clone(), f.state.server_pid);
+        let spawned =
+            std::thread::Builder::new().spawn(move || drop(tx.send((i, ask_state(&socket, pid)))));
+        asked += usize::from(spawned.is_ok());
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + STATE_WAIT;
+    for _ in 0..asked {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, Some(s))) => found[i].state = s,
+            Ok((_, None)) => {}
+            Err(_) => break,
         }
     }
 }
 
-fn ask_state(f: &Found) -> Option<ServerState> {
-    let mut stream = client::connect(&f.state.socket).ok()??;
+/// The state of the server `pid` at `socket`, from itself.
+fn ask_state(socket: &std::path::Path, pid: u32) -> Option<ServerState> {
+    let mut stream = client::connect(socket, STATE_WAIT).ok()??;
     stream.set_read_timeout(Some(STATE_WAIT)).ok()?;
     stream.set_write_timeout(Some(STATE_WAIT)).ok()?;
     match client::handshake(&mut stream, Purpose::Control, &[], &[], STATE_WAIT).ok()? {
         // Only the server the file is of: a successor at the same socket
         // speaks for itself, and is found through its own file.
-        Handshake::Welcome(pid) if pid == f.state.server_pid => {}
+        Handshake::Welcome(p) if p == pid => {}
         _ => return None,
     }
     let answer = client::control(stream, "state").ok()?;
@@ -59,7 +83,7 @@ fn ask_state(f: &Found) -> Option<ServerState> {
 /// `Ok(None)` if it no longer listens (it is stopping). An error if it
 /// does not answer within [`ANSWER_WAIT`].
 pub fn request(f: &Found, command: &str) -> anyhow::Result<Option<u32>> {
-    let Some(mut stream) = client::connect(&f.state.socket)? else {
+    let Some(mut stream) = client::connect(&f.state.socket, ANSWER_WAIT)? else {
         return Ok(None);
     };
     stream.set_read_timeout(Some(ANSWER_WAIT))?;

@@ -139,6 +139,10 @@ pub fn compute(spec: &ToolSpec, cwd: &Path) -> Result<Id, IdentityError> {
     h.put(b"-z", &[u8::from(f.null_data)]);
     let w = spec.process_timeout.map_or(0, |d| d.as_nanos() as u64);
     h.put(b"-w", &w.to_be_bytes());
+    // Only when given, so that the ids of record tools stay as they were.
+    if spec.fork {
+        h.put(b"--fork", b"");
+    }
     Ok(Id(h.sha.finalize().into()))
 }
 
@@ -234,6 +238,7 @@ mod tests {
             server_timeout: Some(Duration::from_secs(60)),
             instances: 1,
             interleave: false,
+            fork: false,
             watch: vec![],
             env: vec![],
             log: None,
@@ -269,6 +274,9 @@ mod tests {
         c.framing.null_data = false;
         c.framing.prelude_lines = 1;
         assert_ne!(compute(&a, &cwd).unwrap(), compute(&c, &cwd).unwrap());
+        let mut d = a.clone();
+        d.fork = true;
+        assert_ne!(compute(&a, &cwd).unwrap(), compute(&d, &cwd).unwrap());
     }
 
     #[test]

@@ -108,16 +108,46 @@ impl Instance {
         notice: impl Fn(&str),
         spawned: impl FnOnce(u32),
     ) -> Result<Self, Failure> {
+        let mut inst = Self::spawn(spec, output, None, spawned)?;
+        inst.read_prelude(spec, notice).await?;
+        Ok(inst)
+    }
+
+    /// Starts the tool to become a fork server (`--fork`): `control` is
+    /// its socket to the server, `library` the preload library.
+    pub fn start_fork_server(
+        spec: &ToolSpec,
+        output: &Terminator,
+        control: std::os::fd::OwnedFd,
+        library: &std::path::Path,
+        spawned: impl FnOnce(u32),
+    ) -> Result<Self, Failure> {
+        Self::spawn(spec, output, Some((control, library)), spawned)
+    }
+
+    fn spawn(
+        spec: &ToolSpec,
+        output: &Terminator,
+        fork: Option<(std::os::fd::OwnedFd, &std::path::Path)>,
+        spawned: impl FnOnce(u32),
+    ) -> Result<Self, Failure> {
         // Through `viasock __exec-tool`, which makes the tool die with the
         // server; /proc/self/exe is this binary even if it was replaced.
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg0("viasock")
             .arg("__exec-tool")
-            .arg(format!("--parent={}", std::process::id()))
-            .arg("--")
+            .arg(format!("--parent={}", std::process::id()));
+        let stdin = match fork {
+            Some((control, library)) => {
+                cmd.arg("--fork-library").arg(library);
+                Stdio::from(control)
+            }
+            None => Stdio::piped(),
+        };
+        cmd.arg("--")
             .arg(&spec.program)
             .args(&spec.args)
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -144,21 +174,23 @@ impl Instance {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(pid as i32);
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            unreachable!("all three pipes were requested");
+        let stdin = child.stdin.take();
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            unreachable!("both output pipes were requested");
         };
-        let stdin_pipe = rustix::fs::fstat(&stdin).ok().map(|st| st.st_ino);
+        let stdin_pipe = stdin
+            .as_ref()
+            .and_then(|s| rustix::fs::fstat(s).ok())
+            .map(|st| st.st_ino);
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_pipe = rustix::io::dup(&stderr).ok();
         let (tx, rx) = mpsc::channel(1024);
         let stderr_task = tokio::spawn(pump_stderr(pid, stderr, tx, tail.clone()));
         tracing::info!(pid, "tool started: {}", describe(spec));
-        let mut inst = Self {
+        Ok(Self {
             pid,
             child,
-            stdin: Some(stdin),
+            stdin,
             stdin_pipe,
             stdout,
             out: spec.framing.output_splitter(output),
@@ -171,7 +203,17 @@ impl Instance {
             tail,
             dead: false,
             exited: false,
-        };
+        })
+    }
+
+    /// Reads the `-P` records the tool writes at start-up.
+    async fn read_prelude(
+        &mut self,
+        spec: &ToolSpec,
+        notice: impl Fn(&str),
+    ) -> Result<(), Failure> {
+        let inst = self;
+        let pid = inst.pid;
         let prelude_records = spec.framing.prelude_records();
         if prelude_records > 0 {
             // -w bounds the wait for the prelude too: a prelude that cannot
@@ -221,7 +263,7 @@ impl Instance {
             inst.prelude = prelude;
             tracing::info!(pid, records = prelude_records, "prelude read");
         }
-        Ok(inst)
+        Ok(())
     }
 
     /// The failure of a tool whose prelude did not complete within `-w`:
@@ -373,12 +415,13 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// The tool's command line, shell-quoted as `ls` and `top` show it.
 fn describe(spec: &ToolSpec) -> String {
-    std::iter::once(&spec.program)
-        .chain(&spec.args)
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::core::shell::join(
+        std::iter::once(&spec.program)
+            .chain(&spec.args)
+            .map(|a| a.as_os_str()),
+    )
 }
 
 /// Copies the tool's stderr, line by line, into the log (with a timestamp),

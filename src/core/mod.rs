@@ -1,16 +1,19 @@
 //! The engine: everything but the command line and the terminal.
 
+pub mod asyncfd;
 pub mod autostart;
 pub mod client;
 pub mod config;
 pub mod control;
 pub mod detect;
 pub mod feed;
+pub mod fork;
 pub mod framing;
 pub mod hangup;
 pub mod identity;
 pub mod instance;
 pub mod logfile;
+pub mod logrotate;
 pub mod logsink;
 pub mod paths;
 pub mod pool;

@@ -8,6 +8,9 @@
 //! least-loaded worker, and a new worker is started while every existing
 //! one is busy and fewer than N exist.
 //!
+//! With `--fork` the pool holds a [`Forker`] instead: one tool, forked for
+//! each call, which bounds the calls at once itself.
+//!
 //! A worker whose tool dies leaves the pool and is replaced on the next
 //! demand. One that died before it ever wrote anything failed to start:
 //! requests that were waiting while that happened get its failure instead of
@@ -21,6 +24,7 @@ use std::rc::Rc;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
+use crate::core::fork::Forker;
 use crate::core::instance::Failure;
 use crate::core::request::Request;
 use crate::core::state::Stats;
@@ -43,11 +47,15 @@ pub struct Pool {
     /// Worker tasks not yet finished (retiring ones included).
     running: Cell<usize>,
     emptied: Notify,
+    /// `--fork`: the one-shot tool, in place of workers.
+    fork: Option<Rc<Forker>>,
 }
 
 impl Pool {
-    pub fn new(cfg: PoolConfig, stats: Rc<Stats>) -> Rc<Self> {
+    /// `fork`: the one-shot tool of a `--fork` server.
+    pub fn new(cfg: PoolConfig, stats: Rc<Stats>, fork: Option<Rc<Forker>>) -> Rc<Self> {
         Rc::new(Self {
+            fork,
             max: Cell::new(cfg.spec.instances.max(1)),
             cfg: Rc::new(cfg),
             stats,
@@ -69,8 +77,16 @@ impl Pool {
         &self.stats
     }
 
+    /// The one-shot tool of a `--fork` server.
+    pub fn fork(&self) -> Option<&Rc<Forker>> {
+        self.fork.as_ref()
+    }
+
     /// Requests waiting for an instance.
     pub fn waiting(&self) -> usize {
+        if let Some(f) = &self.fork {
+            return f.waiting();
+        }
         self.waiters
             .borrow()
             .iter()
@@ -81,6 +97,11 @@ impl Pool {
     /// Replaces every instance with a fresh one. Requests in flight finish
     /// on the old instance, which then stops; new requests go to new ones.
     pub fn restart(self: &Rc<Self>) {
+        if let Some(f) = &self.fork {
+            tracing::info!("restarting the tool");
+            f.restart();
+            return;
+        }
         let old = std::mem::take(&mut *self.workers.borrow_mut());
         for w in &old {
             w.stop();
@@ -95,13 +116,15 @@ impl Pool {
 
     /// Most instances it runs at once.
     pub fn max(&self) -> usize {
-        self.max.get()
+        self.fork.as_ref().map_or(self.max.get(), |f| f.max())
     }
 
     /// Lets it run up to `n` instances (never fewer than now); calls
     /// waiting get the new room at once.
     pub fn raise_max(self: &Rc<Self>, n: usize) {
-        if n > self.max.get() {
+        if let Some(f) = &self.fork {
+            f.raise_max(n);
+        } else if n > self.max.get() {
             self.max.set(n);
             self.serve_waiters();
         }
@@ -110,7 +133,9 @@ impl Pool {
     /// Starts the first tool before anybody asks, so the first call waits
     /// less.
     pub fn prestart(self: &Rc<Self>) {
-        if self.workers.borrow().is_empty() {
+        if let Some(f) = &self.fork {
+            f.prestart();
+        } else if self.workers.borrow().is_empty() {
             let w = Worker::spawn(&(self.clone() as Rc<dyn Owner>));
             self.workers.borrow_mut().push(w);
         }
@@ -163,7 +188,7 @@ impl Pool {
             None => {
                 let (tx, rx) = oneshot::channel();
                 let ahead = self.waiters.borrow().len();
-                tracing::info!(ahead, "all {} instances busy; waiting", self.max());
+                tracing::debug!(ahead, "all {} instances busy; waiting", self.max());
                 self.waiters.borrow_mut().push_back((req.clone(), tx));
                 return tokio::select! {
                     r = rx => r.unwrap_or_else(|_| Err(stopping())),
@@ -269,6 +294,10 @@ impl Pool {
     /// `limit`) until all have stopped.
     pub async fn stop_all(&self, limit: std::time::Duration) {
         self.begin_stop();
+        if let Some(f) = &self.fork {
+            let _ = tokio::time::timeout(limit, f.stop_all()).await;
+            return;
+        }
         if self.running.get() == 0 {
             return;
         }

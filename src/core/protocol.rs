@@ -22,6 +22,20 @@
 //! line gave (see [`Tuning`](crate::core::config::Tuning)), so that a
 //! running server can apply them or say why it does not.
 //!
+//! A call to a `--fork` server is welcomed at once, then sends one
+//! [`Kind::Fds`] frame with its stdin, stdout and stderr attached
+//! (`SCM_RIGHTS`); the tool's child reads and writes them directly. The
+//! client then sends only [`Kind::Signal`] frames (a signal it received,
+//! for the child) and gets `Info`, `Error` and `Status` back:
+//!
+//! ```text
+//! Hello                             ->
+//!                                   <-  Welcome
+//! Fds    + descriptors 0 1 2        ->
+//! Signal signal number (i32)        ->
+//!                                   <-  Status  the child's exit status
+//! ```
+//!
 //! A control connection (purpose `C`) sends one [`Kind::Control`] frame with
 //! a command (`kill`, `kill --force`) and gets `Error`/`Status` back. The
 //! version is part of every server id, so a client only meets a server of
@@ -30,7 +44,7 @@
 use std::io::{self, Read};
 
 /// Bumped whenever a frame changes meaning.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 const MAGIC: &[u8; 7] = b"VIASOCK";
 pub const HEADER_LEN: usize = 5;
 /// Largest payload a peer accepts; streams are cut into frames below this.
@@ -51,6 +65,8 @@ pub enum Kind {
     Status,
     Control,
     Info,
+    Fds,
+    Signal,
 }
 
 impl Kind {
@@ -66,6 +82,8 @@ impl Kind {
             Self::Status => b'Z',
             Self::Control => b'C',
             Self::Info => b'I',
+            Self::Fds => b'F',
+            Self::Signal => b'K',
         }
     }
 
@@ -81,6 +99,8 @@ impl Kind {
             b'Z' => Self::Status,
             b'C' => Self::Control,
             b'I' => Self::Info,
+            b'F' => Self::Fds,
+            b'K' => Self::Signal,
             _ => return None,
         })
     }

@@ -68,6 +68,10 @@ pub struct InstanceState {
     pub started_at: String,
     pub requests: u64,
     pub records: u64,
+    /// When the oldest record it has not answered yet was written to it;
+    /// `null` when it owes no answer.
+    #[serde(default)]
+    pub oldest_in_flight_at: Option<String>,
 }
 
 /// Per-record latency over the last minute, in milliseconds.
@@ -117,6 +121,13 @@ pub struct ServerState {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub errors_total: u64,
+    /// Of those, the calls that ended in the last 60 s.
+    #[serde(default)]
+    pub errors_last_minute: u64,
+    /// When the oldest record not answered yet was written to a tool
+    /// (the earliest of the instances'); `null` when none is.
+    #[serde(default)]
+    pub oldest_in_flight_at: Option<String>,
     /// Log lines that could not be written (a full disk): the server
     /// serves on without them.
     #[serde(default)]
@@ -169,10 +180,12 @@ pub struct Stats {
     pub records_total: Cell<u64>,
     pub bytes_in: Cell<u64>,
     pub bytes_out: Cell<u64>,
-    pub errors_total: Cell<u64>,
+    errors_total: Cell<u64>,
+    /// Calls that failed in each of the last seconds.
+    errors: RefCell<PerSecond>,
     pub last_request_at: Cell<Option<SystemTime>>,
     latency: RefCell<LatencyWindow>,
-    throughput: RefCell<Throughput>,
+    throughput: RefCell<PerSecond>,
     /// Something changed that the state file should show.
     pub dirty: Notify,
 }
@@ -185,9 +198,10 @@ impl Default for Stats {
             bytes_in: Cell::new(0),
             bytes_out: Cell::new(0),
             errors_total: Cell::new(0),
+            errors: RefCell::new(PerSecond::default()),
             last_request_at: Cell::new(None),
             latency: RefCell::new(LatencyWindow::default()),
-            throughput: RefCell::new(Throughput::default()),
+            throughput: RefCell::new(PerSecond::default()),
             dirty: Notify::new(),
         }
     }
@@ -205,9 +219,26 @@ impl Stats {
         self.throughput.borrow_mut().current += n;
     }
 
-    /// Closes the current second of the throughput history.
+    /// A call ended with a non-zero status.
+    pub fn failed(&self) {
+        Self::add(&self.errors_total, 1);
+        self.errors.borrow_mut().current += 1;
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors_total.get()
+    }
+
+    /// Calls that failed in the last minute (the second under way too).
+    pub fn errors_last_minute(&self) -> u64 {
+        let e = self.errors.borrow();
+        e.current + e.samples.iter().sum::<u64>()
+    }
+
+    /// Closes the current second of the throughput and error histories.
     pub fn tick_second(&self) {
         self.throughput.borrow_mut().tick();
+        self.errors.borrow_mut().tick();
     }
 
     pub fn latency(&self) -> Latency {
@@ -228,13 +259,14 @@ impl Stats {
     }
 }
 
+/// Counts of the last minute, one a second, and the second under way.
 #[derive(Default)]
-struct Throughput {
+struct PerSecond {
     current: u64,
     samples: VecDeque<u64>,
 }
 
-impl Throughput {
+impl PerSecond {
     fn tick(&mut self) {
         if self.samples.len() == WINDOW_SECS {
             self.samples.pop_front();
@@ -507,7 +539,7 @@ fn health(s: &ServerState) -> Health {
 
 /// How long ago the server last wrote its state file (forever if it cannot
 /// be told).
-fn heartbeat_age(s: &ServerState) -> Duration {
+pub fn heartbeat_age(s: &ServerState) -> Duration {
     parse_time(&s.heartbeat_at)
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or(Duration::MAX)
@@ -583,7 +615,7 @@ mod tests {
 
     #[test]
     fn throughput_keeps_a_minute() {
-        let mut t = Throughput::default();
+        let mut t = PerSecond::default();
         for i in 0..70 {
             t.current = i;
             t.tick();

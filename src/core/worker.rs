@@ -119,6 +119,9 @@ pub struct Worker {
     spoke: Cell<bool>,
     requests: Cell<u64>,
     records: Cell<u64>,
+    /// When the oldest record it was given and has not answered was
+    /// taken to be written to it.
+    oldest_in_flight: Cell<Option<Instant>>,
 }
 
 impl Worker {
@@ -139,6 +142,7 @@ impl Worker {
             spoke: Cell::new(false),
             requests: Cell::new(0),
             records: Cell::new(0),
+            oldest_in_flight: Cell::new(None),
         });
         pool.worker_started();
         let (me, pool) = (w.clone(), Rc::downgrade(pool));
@@ -178,6 +182,12 @@ impl Worker {
 
     pub fn records(&self) -> u64 {
         self.records.get()
+    }
+
+    /// When its oldest unanswered record was sent (`None` when it owes
+    /// none): a stuck call shows here.
+    pub fn oldest_in_flight(&self) -> Option<Instant> {
+        self.oldest_in_flight.get()
     }
 
     /// Gives the worker a request to serve. A ready worker sends it the
@@ -249,6 +259,7 @@ impl Worker {
         }
         let mut feed = Feed::default();
         let exit = self.serve(&mut inst, &mut feed, &cfg).await;
+        self.oldest_in_flight.set(None);
         let mut resumed = Vec::new();
         // Dead before anything else is awaited: nobody new may be given an
         // instance that is going away. It leaves the pool (and its place
@@ -627,6 +638,8 @@ impl Worker {
                 _ => None,
             };
 
+            self.oldest_in_flight
+                .set(feed.owed().map(|(_, _, written)| written));
             tokio::select! {
                 biased;
                 r = stdout.read(&mut rbuf) => {

@@ -5,7 +5,9 @@
 use std::cmp::Ordering;
 use std::time::{Duration, SystemTime};
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 
 use crate::core::state::{self, Health, Phase};
 use crate::tui::event::{Action, Detail, Event, Server, Snapshot};
@@ -26,6 +28,8 @@ pub enum SortKey {
     Rate,
     Idle,
     P99,
+    Oldest,
+    Errors,
     Memory,
     Cpu,
     Uptime,
@@ -35,7 +39,7 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    const ALL: [SortKey; 13] = [
+    const ALL: [SortKey; 15] = [
         Self::Id,
         Self::State,
         Self::Clients,
@@ -43,6 +47,8 @@ impl SortKey {
         Self::Rate,
         Self::Idle,
         Self::P99,
+        Self::Oldest,
+        Self::Errors,
         Self::Memory,
         Self::Cpu,
         Self::Uptime,
@@ -65,7 +71,30 @@ impl SortKey {
             Self::Uptime => "uptime",
             Self::Records => "records",
             Self::P50 => "p50",
+            Self::Oldest => "oldest in flight",
+            Self::Errors => "errors",
             Self::Command => "command",
+        }
+    }
+
+    /// The heading of its column in the table.
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::Uptime => "UPTIME",
+            Self::Id => "ID",
+            Self::Command => "COMMAND",
+            Self::State => "STATE",
+            Self::Requests => "REQS",
+            Self::Rate => "REC/S",
+            Self::P99 => "P99",
+            Self::Memory => "MEM",
+            Self::Cpu => "CPU",
+            Self::Clients => "CLNT",
+            Self::Idle => "IDLE",
+            Self::Records => "RECORDS",
+            Self::P50 => "P50",
+            Self::Oldest => "OLDEST",
+            Self::Errors => "ERR",
         }
     }
 
@@ -84,6 +113,18 @@ impl SortKey {
     }
 }
 
+/// Where the last drawing put the table, for the mouse: its header line,
+/// the lines of its rows, and each heading's columns `[from, to)`.
+#[derive(Clone, Debug, Default)]
+pub struct TableLayout {
+    pub header_y: u16,
+    pub rows: std::ops::Range<u16>,
+    pub headings: Vec<(u16, u16, &'static str)>,
+}
+
+/// Rows a turn of the mouse wheel moves.
+pub const WHEEL_ROWS: isize = 3;
+
 /// A question that waits for y/n; anything but `y` is no.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Confirm {
@@ -94,7 +135,10 @@ pub struct Confirm {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Popup {
     Confirm(Confirm),
-    Help,
+    /// The keys, or the legend of states and columns.
+    Help {
+        legend: bool,
+    },
 }
 
 pub struct App {
@@ -128,6 +172,13 @@ pub struct App {
     pub signalled: Option<i32>,
     /// Refreshes are ignored (`p`): the figures hold still to be read.
     pub paused: bool,
+    /// Where the table was drawn: only the drawing sets it.
+    pub table_layout: std::cell::RefCell<TableLayout>,
+    /// The mouse is captured (`m` lets the terminal have it back, to
+    /// select text).
+    pub mouse: bool,
+    /// The instances of the selected server (`i`), over the whole screen.
+    pub instances_open: bool,
     /// The full log of a server (`l`), over the whole screen.
     pub log: Option<crate::tui::logview::LogView>,
     /// Why the servers could not be read, as of the last refresh.
@@ -162,6 +213,9 @@ impl App {
             quit: false,
             signalled: None,
             paused: false,
+            instances_open: false,
+            table_layout: Default::default(),
+            mouse: true,
             log: None,
             error: None,
         }
@@ -191,6 +245,10 @@ impl App {
                     self.pending += 1;
                 }
                 action
+            }
+            Event::Mouse(m) => {
+                self.mouse_event(m);
+                None
             }
         }
     }
@@ -250,6 +308,8 @@ impl App {
             SortKey::Clients => clients(b).cmp(&clients(a)),
             SortKey::Records => b.state.records_total.cmp(&a.state.records_total),
             SortKey::P50 => f(b.state.latency_ms.p50, a.state.latency_ms.p50),
+            SortKey::Oldest => oldest_wait(b, self.now).cmp(&oldest_wait(a, self.now)),
+            SortKey::Errors => b.state.errors_last_minute.cmp(&a.state.errors_last_minute),
             // Soonest to stop first; those that never idle out last.
             SortKey::Idle => {
                 let left = |s| idle_left(s, self.now).unwrap_or(Duration::MAX);
@@ -260,7 +320,11 @@ impl App {
             SortKey::Command => short_command(a)
                 .cmp(&short_command(b))
                 .then_with(|| command_line(a).cmp(&command_line(b))),
-            SortKey::State => state_label(a).cmp(state_label(b)),
+            // Those that ask for a look first.
+            SortKey::State => {
+                let rank = |s| STATES.iter().position(|&l| l == state_label(s, self.now));
+                rank(a).cmp(&rank(b))
+            }
             SortKey::Requests => b.state.requests_total.cmp(&a.state.requests_total),
             SortKey::Rate => f(rate(b), rate(a)),
             SortKey::P99 => f(b.state.latency_ms.p99, a.state.latency_ms.p99),
@@ -326,9 +390,15 @@ impl App {
             return None;
         }
         if let Some(popup) = self.popup.take() {
-            let Popup::Confirm(c) = popup else {
-                // Help closes on any key.
-                return None;
+            let c = match popup {
+                Popup::Confirm(c) => c,
+                // `?` turns the page; any other key closes the help.
+                Popup::Help { legend } => {
+                    if key.code == KeyCode::Char('?') {
+                        self.popup = Some(Popup::Help { legend: !legend });
+                    }
+                    return None;
+                }
             };
             let action = match (key.code, c.action) {
                 (KeyCode::Char('y' | 'Y'), action) => action,
@@ -374,8 +444,9 @@ impl App {
         }
         match key.code {
             KeyCode::Char('q') => self.quit = true,
-            // Esc backs out: the pane and the filter close first, and only
-            // the plain table quits.
+            // Esc backs out: a view, the pane and the filter close first,
+            // and only the plain table quits.
+            KeyCode::Esc if self.instances_open => self.instances_open = false,
             KeyCode::Esc if self.detail_open || !self.filter.is_empty() => {
                 self.detail_open = false;
                 self.filter.clear();
@@ -398,6 +469,14 @@ impl App {
                 self.show_top();
             }
             KeyCode::Char('p') => self.paused = !self.paused,
+            KeyCode::Char('i') => self.instances_open = !self.instances_open,
+            KeyCode::Char('m') => {
+                self.mouse = !self.mouse;
+                self.say(match self.mouse {
+                    true => "mouse on: click selects and sorts (Shift+drag selects text)",
+                    false => "mouse off: the terminal selects text (m turns it on)",
+                });
+            }
             KeyCode::Char('l') => {
                 if let Some(id) = self.selected.clone() {
                     self.log = Some(crate::tui::logview::LogView::new(id));
@@ -408,7 +487,7 @@ impl App {
                 self.show_top();
             }
             KeyCode::Char('/') => self.filtering = true,
-            KeyCode::Char('?') => self.popup = Some(Popup::Help),
+            KeyCode::Char('?') => self.popup = Some(Popup::Help { legend: false }),
             KeyCode::Char('c') => {
                 let dead = self
                     .servers
@@ -427,6 +506,58 @@ impl App {
             _ => {}
         }
         None
+    }
+
+    /// A click selects a row or sorts by a column (again: the other way);
+    /// the wheel moves the selection, or scrolls the log. Questions and
+    /// help wait for keys.
+    fn mouse_event(&mut self, m: MouseEvent) {
+        if self.popup.is_some() || self.filtering {
+            return;
+        }
+        let wheel = match m.kind {
+            MouseEventKind::ScrollDown => Some(KeyCode::Down),
+            MouseEventKind::ScrollUp => Some(KeyCode::Up),
+            _ => None,
+        };
+        if let Some(view) = &mut self.log {
+            for code in wheel.into_iter().cycle().take(WHEEL_ROWS as usize) {
+                let _ = view.key(KeyEvent::new(code, KeyModifiers::NONE));
+            }
+            return;
+        }
+        if let Some(code) = wheel {
+            // In the instances view the wheel goes through the servers.
+            let rows = if self.instances_open { 1 } else { WHEEL_ROWS };
+            self.move_by(if code == KeyCode::Down { rows } else { -rows });
+            return;
+        }
+        if m.kind != MouseEventKind::Down(MouseButton::Left) || self.instances_open {
+            return;
+        }
+        let layout = self.table_layout.borrow().clone();
+        if m.row == layout.header_y {
+            let clicked = layout
+                .headings
+                .iter()
+                .find(|(from, to, _)| (*from..*to).contains(&m.column));
+            let key = clicked.and_then(|(_, _, name)| {
+                SortKey::ALL.iter().copied().find(|k| k.column() == *name)
+            });
+            if let Some(key) = key {
+                if key == self.sort {
+                    self.reverse = !self.reverse;
+                } else {
+                    self.sort = key;
+                }
+                self.show_top();
+            }
+        } else if layout.rows.contains(&m.row) {
+            let row = self.scroll.get() + usize::from(m.row - layout.rows.start);
+            if row < self.visible().len() {
+                self.select_row(row);
+            }
+        }
     }
 
     /// Opens the y/n question for an action on the selected server, or
@@ -476,13 +607,31 @@ pub fn short_command(s: &Server) -> String {
     )
 }
 
-/// The state as a word: a dead server says so whatever its file says, and
-/// one of another host is not judged from here.
-pub fn state_label(s: &Server) -> &'static str {
+/// Every state word, those that ask for a look first: the order of a sort
+/// by state and of the header's counts.
+pub const STATES: [&str; 9] = [
+    "stuck",
+    "unresponsive",
+    "dead",
+    "stale",
+    "draining",
+    "starting",
+    "busy",
+    "ready",
+    "remote",
+];
+
+/// The state as a word: a dead server says so whatever its file says, one
+/// of another host is not judged from here, and a live one whose oldest
+/// record has waited far too long ([`wait_level`]) is `stuck`.
+pub fn state_label(s: &Server, now: SystemTime) -> &'static str {
     match s.health {
         Health::Dead => return "dead",
         Health::Remote => return "remote",
         Health::Live => {}
+    }
+    if s.state.state != Phase::Unresponsive && wait_level(s, now) == Level::Alarm {
+        return "stuck";
     }
     match s.state.state {
         Phase::Starting => "starting",
@@ -492,6 +641,87 @@ pub fn state_label(s: &Server) -> &'static str {
         Phase::Stale => "stale",
         Phase::Dead => "dead",
         Phase::Unresponsive => "unresponsive",
+    }
+}
+
+/// How much a figure asks for a look: the table colours it, or under
+/// `NO_COLOR` marks it `!` or `!!`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Normal,
+    Warn,
+    Alarm,
+}
+
+impl Level {
+    /// How it is said in text, where colour cannot say it.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Self::Normal => "",
+            Self::Warn => "!",
+            Self::Alarm => "!!",
+        }
+    }
+}
+
+/// A record in flight this long is worth a look, and one this long looks
+/// stuck, unless the server's own p99 says its records take that long:
+/// then three and ten times its p99.
+pub const WAIT_WARN: Duration = Duration::from_secs(10);
+pub const WAIT_ALARM: Duration = Duration::from_secs(60);
+/// A heartbeat this old is late; at [`state::HEARTBEAT_STALE`] the server
+/// is `unresponsive`.
+pub const BEAT_WARN: Duration = Duration::from_secs(2);
+
+/// How long the oldest record in flight of a live server has waited for
+/// its answer, as of `now`.
+pub fn oldest_wait(s: &Server, now: SystemTime) -> Option<Duration> {
+    if s.health != Health::Live {
+        return None;
+    }
+    let since = state::parse_time(s.state.oldest_in_flight_at.as_ref()?)?;
+    Some(now.duration_since(since).unwrap_or_default())
+}
+
+pub fn wait_level(s: &Server, now: SystemTime) -> Level {
+    oldest_wait(s, now).map_or(Level::Normal, |wait| judge_wait(wait, s))
+}
+
+/// How much a record in flight for `wait` asks for a look, on server `s`.
+pub fn judge_wait(wait: Duration, s: &Server) -> Level {
+    let usual = Duration::from_secs_f64(s.state.latency_ms.p99.max(0.0) / 1000.0);
+    if wait >= WAIT_ALARM.max(usual * 10) {
+        Level::Alarm
+    } else if wait >= WAIT_WARN.max(usual * 3) {
+        Level::Warn
+    } else {
+        Level::Normal
+    }
+}
+
+/// How old the server's last word is (its state file, or its answer when
+/// asked), as of `now`; nothing for a dead server.
+pub fn heartbeat_age(s: &Server, now: SystemTime) -> Option<Duration> {
+    if s.health == Health::Dead {
+        return None;
+    }
+    let beat = state::parse_time(&s.state.heartbeat_at)?;
+    Some(now.duration_since(beat).unwrap_or_default())
+}
+
+pub fn beat_level(s: &Server, now: SystemTime) -> Level {
+    match heartbeat_age(s, now) {
+        Some(age) if age > state::HEARTBEAT_STALE => Level::Alarm,
+        Some(age) if age >= BEAT_WARN => Level::Warn,
+        _ => Level::Normal,
+    }
+}
+
+/// Any failed call in the last minute is worth a look.
+pub fn errors_level(s: &Server) -> Level {
+    match s.state.errors_last_minute {
+        0 => Level::Normal,
+        _ => Level::Alarm,
     }
 }
 
@@ -560,6 +790,7 @@ pub mod tests {
                     started_at: started.into(),
                     requests,
                     records: requests * 10,
+                    oldest_in_flight_at: None,
                 }],
                 clients_active: 0,
                 clients_waiting: 0,
@@ -568,6 +799,8 @@ pub mod tests {
                 bytes_in: requests * 100,
                 bytes_out: requests * 120,
                 errors_total: 0,
+                errors_last_minute: 0,
+                oldest_in_flight_at: None,
                 log_lines_dropped: 0,
                 latency_ms: Latency {
                     p50: 1.5,
@@ -788,7 +1021,10 @@ pub mod tests {
                 .unwrap()
                 .contains("runs on host otherhost")
         );
-        assert_eq!(state_label(app.selected_server().unwrap()), "remote");
+        assert_eq!(
+            state_label(app.selected_server().unwrap(), app.now),
+            "remote"
+        );
     }
 
     #[test]
@@ -917,7 +1153,7 @@ pub mod tests {
     fn help_closes_on_any_key_and_enter_toggles_details() {
         let mut app = app_with(three());
         app.update(key(KeyCode::Char('?')));
-        assert_eq!(app.popup, Some(Popup::Help));
+        assert_eq!(app.popup, Some(Popup::Help { legend: false }));
         app.update(key(KeyCode::Char('q')));
         assert_eq!(app.popup, None);
         assert!(!app.quit, "the key closed the help only");

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use ratatui::crossterm::event::KeyEvent;
+use ratatui::crossterm::event::{KeyEvent, MouseEvent};
 
 use crate::core::state::{Health, ServerState};
 
@@ -10,6 +10,7 @@ use crate::core::state::{Health, ServerState};
 #[derive(Clone, Debug)]
 pub enum Event {
     Key(KeyEvent),
+    Mouse(MouseEvent),
     /// Fresh state of every server, read at `now`.
     Refresh(Snapshot),
     /// An action finished; the status line says how.
@@ -57,7 +58,21 @@ pub struct Server {
 #[derive(Clone, Debug, Default)]
 pub struct Detail {
     pub id: String,
-    /// `(pid, resident bytes)` of each tool instance and what it started.
-    pub tools: Vec<(u32, u64)>,
+    /// What each tool instance uses, with whatever it started.
+    pub tools: Vec<ToolUsage>,
     pub log_tail: Vec<String>,
+}
+
+/// What one tool instance uses: its process group, so the tool and what
+/// it started (a shell script's children).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ToolUsage {
+    pub pid: u32,
+    /// Resident memory, bytes.
+    pub rss: u64,
+    /// The percent of one core used since the last refresh (`None` until
+    /// seen twice).
+    pub cpu: Option<f64>,
+    /// Processes in its group: 1 for a tool that started nothing.
+    pub processes: u32,
 }

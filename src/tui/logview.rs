@@ -1,5 +1,5 @@
 //! The full log of one server (`l`): what it holds and how its keys move
-//! it. Drawing is in [`ui`](crate::tui::ui); the lines come with each
+//! it. Drawing is in [`view`](crate::tui::view); the lines come with each
 //! refresh, read by the event loop.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent};

@@ -3,13 +3,13 @@
 //! The loop reads the servers' state files (through core) at least twice a
 //! second, feeds keys and snapshots to [`app::App::update`], runs the
 //! actions it returns (kill, restart, clean up) on threads of their own so
-//! that the screen never freezes, and draws with [`ui::draw`]. The terminal
+//! that the screen never freezes, and draws with [`view::draw`]. The terminal
 //! is restored on every way out: normal exit, error, panic, SIGTERM.
 
 pub mod app;
 pub mod event;
 pub mod logview;
-pub mod ui;
+pub mod view;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -23,7 +23,7 @@ use ratatui::crossterm::event as term;
 use crate::core::state::{self, Found, Health};
 use crate::core::{Fatal, control, hangup, logfile, procinfo, status};
 use app::App;
-use event::{Action, Detail, Event, Server, Snapshot};
+use event::{Action, Detail, Event, Server, Snapshot, ToolUsage};
 
 /// How often the state files are read.
 const REFRESH: Duration = Duration::from_millis(500);
@@ -45,7 +45,7 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
         )
         .into());
     }
-    let theme = ui::Theme {
+    let theme = view::Theme {
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
     let (tx, rx) = mpsc::channel::<Event>();
@@ -55,9 +55,17 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
     // it on every other way out of this function.
     let mut terminal = ratatui::try_init()?;
     let _restore = Restore;
+    // The mouse is let go on a panic too, before ratatui's hook restores
+    // the rest.
+    let ratatui_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        mouse_capture(false);
+        ratatui_hook(info);
+    }));
+    let mut captured = false;
 
     let mut app = App::new();
-    let mut cpu = CpuMeter::default();
+    let mut seen = Seen::default();
     let mut last_read = Instant::now() - REFRESH;
     while !app.quit {
         alive.fetch_add(1, Ordering::Relaxed);
@@ -67,11 +75,15 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
                 narrow.as_deref(),
                 app.selected.as_deref(),
                 app.log.as_ref().map(|v| v.id.as_str()),
-                &mut cpu,
+                &mut seen,
             )));
             last_read = Instant::now();
         }
-        terminal.draw(|f| ui::draw(f, &app, theme))?;
+        if app.mouse != captured {
+            mouse_capture(app.mouse);
+            captured = app.mouse;
+        }
+        terminal.draw(|f| view::draw(f, &app, theme))?;
         let wait = match app.paused {
             // Only keys to wait for.
             true => REFRESH,
@@ -81,6 +93,7 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
         if term::poll(wait)? {
             match term::read()? {
                 term::Event::Key(k) => events.push(Event::Key(k)),
+                term::Event::Mouse(m) => events.push(Event::Mouse(m)),
                 // The next draw fits the new size.
                 term::Event::Resize(..) => {}
                 _ => {}
@@ -89,6 +102,7 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
         events.extend(rx.try_iter());
         let was_selected = app.selected.clone();
         let had_log = app.log.is_some();
+        let had_instances = app.instances_open;
         for e in events {
             if let Some(action) = app.update(e) {
                 perform(action, narrow.clone(), tx.clone());
@@ -96,9 +110,17 @@ pub fn run(narrow: Option<PathBuf>) -> anyhow::Result<i32> {
                 last_read = Instant::now() - REFRESH;
             }
         }
-        // The detail pane's facts and the log view's lines are read for
-        // one server only: a new one is read at once.
-        if (app.selected != was_selected && app.detail_open) || (app.log.is_some() && !had_log) {
+        // The detail pane's and the instances view's facts, and the log
+        // view's lines, are read for one server only: a new one is read
+        // at once.
+        if app.log.is_some() && !had_log {
+            seen.forget_log();
+        }
+        let shows_one = app.detail_open || app.instances_open;
+        if (app.selected != was_selected && shows_one)
+            || (app.log.is_some() && !had_log)
+            || (app.instances_open && !had_instances)
+        {
             last_read = Instant::now() - REFRESH;
         }
     }
@@ -131,7 +153,7 @@ fn watchdog() -> Arc<AtomicU64> {
             for _ in 0..looks {
                 std::thread::sleep(HANGUP_LOOK);
                 if hangup::hung_up(std::io::stdout()) {
-                    ratatui::restore();
+                    restore();
                     std::process::exit(129);
                 }
             }
@@ -139,7 +161,7 @@ fn watchdog() -> Arc<AtomicU64> {
             missed = if now == last { missed + 1 } else { 0 };
             last = now;
             if missed >= STALLED_TICKS {
-                ratatui::restore();
+                restore();
                 // As a shell's child does when its terminal hangs up.
                 std::process::exit(129);
             }
@@ -152,8 +174,26 @@ struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        ratatui::restore();
+        restore();
     }
+}
+
+/// Gives the terminal back as it was: the mouse let go, raw mode and the
+/// alternate screen left.
+fn restore() {
+    mouse_capture(false);
+    ratatui::restore();
+}
+
+/// Asks the terminal to send mouse events (or to stop sending them). Where
+/// it cannot, the keys do all.
+fn mouse_capture(on: bool) {
+    use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+    let mut out = std::io::stdout();
+    let _ = match on {
+        true => ratatui::crossterm::execute!(out, EnableMouseCapture),
+        false => ratatui::crossterm::execute!(out, DisableMouseCapture),
+    };
 }
 
 /// Turns SIGTERM, SIGHUP and SIGINT into a clean quit (the terminal is
@@ -189,12 +229,13 @@ fn watch_signals(tx: mpsc::Sender<Event>) {
 
 /// The servers as their state files and `/proc` show them now.
 /// `log_for`: the server whose log the log view shows.
-/// `cpu`: the use seen at the last refresh, to tell the CPU share since.
+/// `seen`: what the last refresh saw, to tell the CPU share since and
+/// whether the log changed.
 fn snapshot(
     narrow: Option<&std::path::Path>,
     selected: Option<&str>,
     log_for: Option<&str>,
-    cpu: &mut CpuMeter,
+    seen: &mut Seen,
 ) -> Snapshot {
     let (mut found, error) = match state::discover(narrow) {
         Ok(f) => (f, None),
@@ -202,8 +243,7 @@ fn snapshot(
     };
     control::ask_live(&mut found);
     let usage = procinfo::usage_by_group();
-    let memory: HashMap<u32, u64> = usage.iter().map(|(g, u)| (*g, u.rss)).collect();
-    let shares = cpu.look(&usage);
+    let shares = seen.cpu.look(&usage);
     // A pid of 0 (a tool not started yet) is no process group of ours:
     // group 0 would be init's and the kernel's.
     let groups = |f: &Found| -> Vec<u32> {
@@ -214,7 +254,13 @@ fn snapshot(
             .filter(|&pid| pid != 0)
             .collect()
     };
-    let tool_memory = |f: &Found| -> u64 { groups(f).iter().filter_map(|g| memory.get(g)).sum() };
+    let tool_memory = |f: &Found| -> u64 {
+        groups(f)
+            .iter()
+            .filter_map(|g| usage.get(g))
+            .map(|u| u.rss)
+            .sum()
+    };
     // Known once a group was seen twice.
     let tool_cpu = |f: &Found| -> Option<f64> {
         let seen: Vec<f64> = groups(f)
@@ -225,9 +271,11 @@ fn snapshot(
     };
     let detail = selected
         .and_then(|id| found.iter().find(|f| f.state.id == id))
-        .map(|f| detail(f, &memory));
+        .map(|f| detail(f, &usage, &shares));
+    // Read again only when the file changed: the view keeps what it has.
     let log = log_for
         .and_then(|id| found.iter().find(|f| f.state.id == id))
+        .filter(|f| seen.log_changed(&f.state.log))
         .map(|f| {
             let lines = logfile::last_lines(&f.state.log, logview::LOG_VIEW_LINES);
             (f.state.id.clone(), lines)
@@ -253,6 +301,31 @@ fn snapshot(
             .collect(),
         detail,
         log,
+    }
+}
+
+/// What the last refresh saw.
+#[derive(Default)]
+struct Seen {
+    cpu: CpuMeter,
+    /// The log the log view showed: its path, length and modification
+    /// time.
+    log: Option<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl Seen {
+    /// Whether the log at `path` differs from what was seen of it last
+    /// (another file counts as changed); remembers it.
+    fn log_changed(&mut self, path: &std::path::Path) -> bool {
+        let now = std::fs::metadata(path)
+            .map(|m| (path.to_owned(), m.len(), m.modified().ok()))
+            .unwrap_or_else(|_| (path.to_owned(), 0, None));
+        self.log.replace(now.clone()) != Some(now)
+    }
+
+    /// The next look at a log reads it whatever it holds (a view opened).
+    fn forget_log(&mut self) {
+        self.log = None;
     }
 }
 
@@ -290,17 +363,27 @@ impl CpuMeter {
     }
 }
 
-/// The detail pane's facts of one server. `memory`: resident bytes by
-/// process group.
-fn detail(f: &Found, memory: &HashMap<u32, u64>) -> Detail {
+/// The detail pane's and the instances view's facts of one server.
+/// `usage`: by process group; `shares`: of a core, by group.
+fn detail(f: &Found, usage: &HashMap<u32, procinfo::Usage>, shares: &HashMap<u32, f64>) -> Detail {
     // The pids of a dead or remote server are nobody's or another
-    // machine's: /proc says nothing about them.
+    // machine's: /proc says nothing about them. A pid of 0 is a tool not
+    // started yet.
     let tools = match f.health {
         Health::Live => f
             .state
             .instances
             .iter()
-            .map(|i| (i.pid, memory.get(&i.pid).copied().unwrap_or(0)))
+            .filter(|i| i.pid != 0)
+            .map(|i| {
+                let u = usage.get(&i.pid).copied().unwrap_or_default();
+                ToolUsage {
+                    pid: i.pid,
+                    rss: u.rss,
+                    cpu: shares.get(&i.pid).copied(),
+                    processes: u.processes,
+                }
+            })
             .collect(),
         _ => Vec::new(),
     };
@@ -365,9 +448,16 @@ mod tests {
         let mut meter = CpuMeter::default();
         let t0 = Instant::now();
         let at = |cpu_ms| {
-            [(7, procinfo::Usage { rss: 1, cpu_ms })]
-                .into_iter()
-                .collect()
+            [(
+                7,
+                procinfo::Usage {
+                    rss: 1,
+                    cpu_ms,
+                    processes: 1,
+                },
+            )]
+            .into_iter()
+            .collect()
         };
         assert!(
             meter.look_at(&at(1000), t0).is_empty(),
@@ -378,20 +468,54 @@ mod tests {
     }
 
     #[test]
+    fn a_log_is_read_again_only_when_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        std::fs::write(&log, "one\n").unwrap();
+        let mut seen = Seen::default();
+        assert!(seen.log_changed(&log), "first look");
+        assert!(!seen.log_changed(&log), "nothing new");
+        std::fs::write(&log, "one\ntwo\n").unwrap();
+        assert!(seen.log_changed(&log), "grown");
+        assert!(seen.log_changed(&dir.path().join("other.log")), "another");
+        assert!(seen.log_changed(&log));
+        seen.forget_log();
+        assert!(seen.log_changed(&log), "forgotten: read again");
+    }
+
+    #[test]
     fn a_dead_server_shows_its_last_log_lines_and_no_tools() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
         std::fs::write(&log, "started\ntool exited: signal 9\nserver killed\n").unwrap();
-        let memory = [(4243, 1 << 20)].into_iter().collect();
-        let d = detail(&found(Health::Dead, &log), &memory);
+        let usage = [(
+            4243,
+            procinfo::Usage {
+                rss: 1 << 20,
+                cpu_ms: 5,
+                processes: 2,
+            },
+        )]
+        .into_iter()
+        .collect();
+        let shares = [(4243, 25.0)].into_iter().collect();
+        let d = detail(&found(Health::Dead, &log), &usage, &shares);
         assert_eq!(d.log_tail.last().map(String::as_str), Some("server killed"));
         assert!(
             d.tools.is_empty(),
             "its tool pid is nobody's now: {:?}",
             d.tools
         );
-        let d = detail(&found(Health::Live, &log), &memory);
-        assert_eq!(d.tools, [(4243, 1 << 20)]);
+        let d = detail(&found(Health::Live, &log), &usage, &shares);
+        assert_eq!(
+            d.tools,
+            [ToolUsage {
+                pid: 4243,
+                rss: 1 << 20,
+                cpu: Some(25.0),
+                processes: 2
+            }]
+        );
         assert_eq!(d.log_tail.len(), 3);
     }
 }

@@ -41,7 +41,8 @@ impl World {
             .current_dir(&self.work)
             .env("VIASOCK_DIR", &self.state)
             .env("XDG_RUNTIME_DIR", self.tmp.path())
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env_remove("VIASOCK_LOG");
         c
     }
 
@@ -56,6 +57,18 @@ impl World {
             .spawn()
             .expect("spawn viasock");
         finish(child, input)
+    }
+
+    /// Calls the world's first server has waiting for a free instance,
+    /// as `ls --json` says (0 while there is no server).
+    pub fn calls_waiting(&self) -> u64 {
+        let out = self.run(&["ls", "--json"], b"");
+        let servers: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_default();
+        servers
+            .first()
+            .and_then(|s| s["clients_waiting"].as_u64())
+            .unwrap_or(0)
     }
 
     /// Starts `viasock ARGS` with piped stdio, for tests that drive it.

@@ -23,6 +23,7 @@ use crate::core::records::Splitter;
 use crate::core::shell;
 use crate::core::{Fatal, status};
 
+mod fork;
 pub mod probe;
 pub mod shape;
 
@@ -135,6 +136,8 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
     let mut tried = Vec::new();
     let mut findings = Vec::new();
     let mut first_failure: Option<(String, Option<String>)> = None;
+    // Some run wrote its output at end of input: a one-shot tool, maybe.
+    let mut answers_at_end = false;
     while !queue.is_empty() && tried.len() < ATTEMPTS {
         let attempt = queue.remove(0);
         tried.push(attempt.clone());
@@ -147,6 +150,7 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
             attempt.describe()
         ));
         let (obs, stderr) = observe(&cmd, observed, attempt.line_end, opts.timeout)?;
+        answers_at_end |= !obs.at_end.is_empty() && obs.exit.is_some();
         let u = match shape::fit(&obs) {
             Ok(fit) => {
                 // Findings of a later attempt say under what they hold.
@@ -162,19 +166,10 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
                 return Ok(match checked {
                     Ok(notes) => {
                         findings.extend(notes);
-                        let words = suggestion(&cmd, &fit.framing);
                         Report {
-                            servable: true,
-                            command: words
-                                .iter()
-                                .map(|w| w.to_str().map(str::to_owned))
-                                .collect(),
-                            command_line: Some(shell::join(words.iter().map(OsString::as_os_str))),
                             framing,
                             framing_name,
-                            findings,
-                            reason: None,
-                            stderr: None,
+                            ..Report::servable(suggestion(&cmd, &fit.framing), findings)
                         }
                     }
                     Err(reason) => Report {
@@ -215,6 +210,16 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
         }
     }
     let (reason, stderr) = first_failure.unwrap_or_default();
+    if answers_at_end {
+        match one_shot(command, &lines, opts) {
+            Ok(notes) => {
+                findings.extend(notes);
+                let words = run_words(vec!["--fork".into()], command);
+                return Ok(Report::servable(words, findings));
+            }
+            Err(why) => findings.push(format!("Served with --fork: {why}")),
+        }
+    }
     Ok(Report {
         servable: false,
         command: None,
@@ -225,6 +230,35 @@ pub fn detect(command: &[OsString], opts: &Options) -> Result<Report, Fatal> {
         reason: Some(reason),
         stderr,
     })
+}
+
+/// The sample's lines, each ended with `end`.
+fn joined(lines: &[Vec<u8>], end: u8) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|l| l.iter().copied().chain([end]))
+        .collect()
+}
+
+/// Whether a tool that answers at end of input is served with `--fork`
+/// as a direct run answers the whole sample.
+fn one_shot(
+    command: &[OsString],
+    lines: &[Vec<u8>],
+    opts: &Options,
+) -> Result<Vec<String>, String> {
+    let whole = joined(lines, if opts.null_data { 0 } else { b'\n' });
+    let (want, exited) = direct_run(command, &whole, opts.timeout)?;
+    if !exited {
+        return Err("a direct run did not end at end of input, as a one-shot tool does".into());
+    }
+    let mut notes = vec![
+        "it reads its whole input before it answers, then exits: a one-shot tool, which \
+         --fork serves by forking the loaded tool for each call"
+            .to_owned(),
+    ];
+    notes.extend(fork::check(command, &whole, &want, opts)?);
+    Ok(notes)
 }
 
 fn capitalize(s: &str) -> String {
@@ -352,11 +386,7 @@ fn verify(
     lines: &[Vec<u8>],
     opts: &Options,
 ) -> Result<Vec<String>, String> {
-    let end = if framing.null_data { 0 } else { b'\n' };
-    let whole: Vec<u8> = lines
-        .iter()
-        .flat_map(|l| l.iter().copied().chain([end]))
-        .collect();
+    let whole = joined(lines, if framing.null_data { 0 } else { b'\n' });
     // Only whole records: a call that ends inside one fails.
     let mut split = Splitter::new(framing.input().map_err(|e| e.to_string())?);
     split.push(&whole);
@@ -532,15 +562,41 @@ fn await_records(
 
 /// The `viasock run` command line that serves `cmd` with `framing`.
 fn suggestion(cmd: &[OsString], framing: &Framing) -> Vec<OsString> {
+    let options = match framing.name() {
+        Some("lines") => Vec::new(),
+        Some(name) => vec!["--framing".into(), name.into()],
+        None => framing.options().into_iter().map(OsString::from).collect(),
+    };
+    run_words(options, cmd)
+}
+
+/// `viasock run OPTIONS [--] CMD...`, with the `--` a command that starts
+/// with `-` needs.
+fn run_words(options: Vec<OsString>, cmd: &[OsString]) -> Vec<OsString> {
     let mut out: Vec<OsString> = vec!["viasock".into(), "run".into()];
-    match framing.name() {
-        Some("lines") => {}
-        Some(name) => out.extend(["--framing".into(), name.into()]),
-        None => out.extend(framing.options().into_iter().map(OsString::from)),
-    }
+    out.extend(options);
     if cmd[0].as_encoded_bytes().starts_with(b"-") {
         out.push("--".into());
     }
     out.extend(cmd.iter().cloned());
     out
+}
+
+impl Report {
+    /// A servable verdict: the command line to paste, and what was seen.
+    fn servable(words: Vec<OsString>, findings: Vec<String>) -> Self {
+        Self {
+            servable: true,
+            command: words
+                .iter()
+                .map(|w| w.to_str().map(str::to_owned))
+                .collect(),
+            command_line: Some(shell::join(words.iter().map(OsString::as_os_str))),
+            framing: None,
+            framing_name: None,
+            findings,
+            reason: None,
+            stderr: None,
+        }
+    }
 }

@@ -80,6 +80,13 @@ pub(super) async fn handle(
                 return Ok(());
             }
             let tuning = Tuning::decode(protocol::hello_tuning(&hello));
+            if let Some(forker) = pool.fork() {
+                // At once: the caller sends its descriptors once welcomed.
+                welcomed.set(true);
+                wr.write_all(&welcome).await?;
+                return super::fork_call::serve(shared, pool, forker, &tuning, &mut rd, &mut wr)
+                    .await;
+            }
             let mut answers = Answers::new(&mut wr, welcome, welcomed);
             serve_client(shared, pool, &peer, &tuning, &mut rd, &mut answers).await
         }
@@ -201,7 +208,7 @@ pub(super) async fn serve_client(
             if let Some((status, message)) = req.finished() {
                 // The last answers and the status in one write.
                 if status != 0 {
-                    Stats::add(&stats.errors_total, 1);
+                    stats.failed();
                 }
                 if let Some(m) = message {
                     let text = format!("{m}{}", shared.log_hint());
@@ -465,7 +472,7 @@ impl Peer {
             // Gone already.
             Err(rustix::io::Errno::SRCH) => {}
             Err(_) => std::future::pending().await,
-            Ok(fd) => match super::readable(fd) {
+            Ok(fd) => match crate::core::asyncfd::readable(fd) {
                 Some(fd) => {
                     let _ = fd.readable().await;
                 }

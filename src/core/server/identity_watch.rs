@@ -43,7 +43,7 @@ pub(super) async fn react_to_changes(shared: Arc<Shared>) {
         let model = shared.model.lock().unwrap_or_else(|p| p.into_inner());
         model.fd().and_then(|fd| fd.try_clone().ok())
     };
-    let Some(fd) = fd.and_then(super::readable) else {
+    let Some(fd) = fd.and_then(crate::core::asyncfd::readable) else {
         return;
     };
     loop {

@@ -18,6 +18,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::core::fork::Forker;
 use crate::core::instance;
 use crate::core::paths::SocketPath;
 use crate::core::pool::Pool;
@@ -33,6 +34,7 @@ use shared::{Mode, Shared};
 use watches::{watch_idle, watch_signals, watch_socket};
 
 mod connection;
+mod fork_call;
 mod identity_watch;
 mod report;
 mod shared;
@@ -97,6 +99,15 @@ pub async fn run(
     );
     ready();
 
+    let fork = shared.cfg.spec.fork.then(|| {
+        let registry = state::registry().ok();
+        Forker::new(
+            shared.cfg.spec.clone(),
+            shared.cfg.output.clone(),
+            &shared.cfg.dir.root().join("lib"),
+            registry.as_deref(),
+        )
+    });
     let pool = Pool::new(
         PoolConfig {
             spec: shared.cfg.spec.clone(),
@@ -104,6 +115,7 @@ pub async fn run(
             output: shared.cfg.output.clone(),
         },
         Rc::new(Stats::default()),
+        fork,
     );
     let state_path = shared.cfg.socket.with_extension("json");
     let start_ticks = crate::core::procinfo::start_ticks(std::process::id()).unwrap_or(0);
@@ -199,6 +211,9 @@ pub async fn run(
         pool.begin_stop();
         for w in pool.workers() {
             w.cut(crate::core::status::FAILURE, why);
+        }
+        if let Some(f) = pool.fork() {
+            f.cut_all(why);
         }
         instance::signal_all(first);
         let _ = tokio::time::timeout(wait, done_rx.recv()).await;
@@ -307,17 +322,6 @@ fn accept(
         }
         drop(done);
     });
-}
-
-/// A descriptor the runtime tells us is readable (a pidfd, inotify).
-fn readable(fd: std::os::fd::OwnedFd) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-    // SAFETY: an OwnedFd is a valid descriptor that stays open, and the
-    // same, for as long as the AsyncFd owns it.
-    #[allow(unsafe_code)]
-    let registered = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-    };
-    registered.ok()
 }
 
 /// Fails a call whose handler panicked, through a spare descriptor of its

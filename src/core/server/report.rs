@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::core::pool::Pool;
 use crate::core::state::{self, InstanceState, Phase, ServerState};
-use crate::core::worker::WorkerState;
+use crate::core::worker::{Worker, WorkerState};
 
 use super::shared::{Mode, Shared};
 
@@ -75,9 +75,21 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
     let active = shared.active.load(Ordering::SeqCst);
     let waiting = pool.waiting();
     let now = SystemTime::now();
+    // One clock reading for every time of the snapshot, so that the
+    // server's oldest record and its instance's are the same instant.
+    let mono = Instant::now();
+    let since = |at: Option<Instant>| at.map(|t| state::rfc3339(now - mono.duration_since(t)));
     // Starting while no tool has finished starting, whether or not calls
     // wait for one.
+    let listening = *shared.mode.borrow() == Mode::Running;
+    let oldest = workers
+        .iter()
+        .chain(retiring.iter())
+        .filter_map(|w| w.oldest_in_flight())
+        .min();
+    let forking = pool.fork().is_some_and(|f| f.starting());
     let state = match *shared.mode.borrow() {
+        Mode::Running if forking => Phase::Starting,
         Mode::Running
             if !workers.is_empty()
                 && retiring.is_empty()
@@ -112,7 +124,13 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
             .chain(&cfg.spec.args)
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
-        framing: cfg.spec.framing.options(),
+        // Shown before the command, so that a --fork server of a command
+        // never looks like its record server.
+        framing: if cfg.spec.fork {
+            vec!["--fork".to_owned()]
+        } else {
+            cfg.spec.framing.options()
+        },
         cwd: cfg.cwd.clone(),
         dir: cfg.dir.root().to_owned(),
         socket: cfg.socket.clone(),
@@ -128,25 +146,22 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
         idle_deadline_at,
         max_instances: pool.max(),
         interleave: cfg.spec.interleave,
-        // Those a restart replaced too, while they finish their calls.
-        instances: workers
-            .iter()
-            .map(|w| (w, false))
-            .chain(retiring.iter().map(|w| (w, true)))
-            .map(|(w, retiring)| InstanceState {
-                pid: w.pid(),
-                state: match w.state() {
-                    _ if retiring => "retiring",
-                    WorkerState::Starting => "starting",
-                    _ if w.load() > 0 => "busy",
-                    _ => "idle",
-                }
-                .to_owned(),
-                started_at: state::rfc3339(w.started_at),
-                requests: w.requests(),
-                records: w.records(),
-            })
-            .collect(),
+        instances: match pool.fork() {
+            // The fork servers, then the children of each.
+            Some(f) => f
+                .instances()
+                .into_iter()
+                .map(|i| InstanceState {
+                    pid: i.pid,
+                    state: i.state.to_owned(),
+                    started_at: state::rfc3339(i.started_at),
+                    requests: i.requests,
+                    records: i.requests,
+                    oldest_in_flight_at: (i.state == "busy").then(|| state::rfc3339(i.started_at)),
+                })
+                .collect(),
+            None => record_instances(&workers, &retiring, listening, &since),
+        },
         // Connected calls that wait for an instance are counted apart.
         clients_active: active.saturating_sub(waiting),
         clients_waiting: waiting,
@@ -154,9 +169,41 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
         records_total: stats.records_total.get(),
         bytes_in: stats.bytes_in.get(),
         bytes_out: stats.bytes_out.get(),
-        errors_total: stats.errors_total.get(),
+        errors_total: stats.errors_total(),
+        errors_last_minute: stats.errors_last_minute(),
+        oldest_in_flight_at: since(oldest),
         log_lines_dropped: crate::core::logsink::dropped(),
         latency_ms: stats.latency(),
         throughput: stats.throughput(),
     }
+}
+
+/// The workers of a record tool, and those a restart replaced while they
+/// finish their calls.
+fn record_instances(
+    workers: &[Rc<Worker>],
+    retiring: &[Rc<Worker>],
+    listening: bool,
+    since: &impl Fn(Option<Instant>) -> Option<String>,
+) -> Vec<InstanceState> {
+    workers
+        .iter()
+        .map(|w| (w, false))
+        .chain(retiring.iter().map(|w| (w, true)))
+        .map(|(w, retiring)| InstanceState {
+            pid: w.pid(),
+            state: match w.state() {
+                _ if retiring => "retiring",
+                WorkerState::Starting => "starting",
+                _ if w.load() > 0 && !listening => "draining",
+                _ if w.load() > 0 => "busy",
+                _ => "idle",
+            }
+            .to_owned(),
+            started_at: state::rfc3339(w.started_at),
+            requests: w.requests(),
+            records: w.records(),
+            oldest_in_flight_at: since(w.oldest_in_flight()),
+        })
+        .collect()
 }
