@@ -383,6 +383,27 @@ fn tool_closing_its_stdin_fails_the_call_without_a_hang() {
     assert_eq!(ok_stdout(&w.run(&args, b"c\n")), "out c\n");
 }
 
+/// The tool closes its stdin with records of the call unread in its pipe,
+/// all written before it closed, so that no later write meets the closed
+/// end: the call still fails within seconds, not after a minute.
+#[test]
+fn tool_closing_its_stdin_with_records_in_its_pipe_fails_the_call() {
+    let w = World::new();
+    w.script(
+        "deaf.sh",
+        "#!/bin/sh\nIFS= read -r l; echo \"out $l\"\nexec 0<&-\nsleep 60\n",
+    );
+    let args = ["run", "./deaf.sh"];
+    let start = Instant::now();
+    let out = common::finish_within(w.spawn(&args), b"a\nb\nc\n", Duration::from_secs(30));
+    let took = start.elapsed();
+    let line = failed_with(&out, 1, "closed its input or output");
+    assert!(line.contains("see log"), "{line}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out a\n");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(ok_stdout(&w.run(&args, b"c\n")), "out c\n");
+}
+
 /// A tool that loads for 30 s and then fails, while three calls wait
 /// for it: each gets status 1 and the tool's error.
 #[test]

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -65,8 +66,9 @@ pub struct Failure {
 pub struct Instance {
     pub pid: u32,
     pub(crate) child: Child,
-    /// `None` once closed for a graceful stop.
-    pub(crate) stdin: Option<ChildStdin>,
+    /// `None` once closed for a graceful stop. A pipe the runtime watches,
+    /// so that the tool closing its end is seen without writing to it.
+    pub(crate) stdin: Option<pipe::Sender>,
     /// The inode of the stdin pipe, to see whether the tool waits on it.
     pub(crate) stdin_pipe: Option<u64>,
     pub(crate) stdout: ChildStdout,
@@ -174,7 +176,11 @@ impl Instance {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(pid as i32);
-        let stdin = child.stdin.take();
+        let stdin = child
+            .stdin
+            .take()
+            .and_then(|s| s.into_owned_fd().ok())
+            .and_then(|fd| pipe::Sender::from_owned_fd(fd).ok());
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             unreachable!("both output pipes were requested");
         };

@@ -22,7 +22,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, Interest};
+use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -542,7 +543,7 @@ impl Worker {
         } = inst;
         let pid = *pid;
         let mut settling = Settling::new(pid, *stdin_pipe);
-        let unread = |stdin: &Option<tokio::process::ChildStdin>| {
+        let unread = |stdin: &Option<pipe::Sender>| {
             stdin
                 .as_ref()
                 .and_then(|s| rustix::io::ioctl_fionread(s).ok())
@@ -707,6 +708,10 @@ impl Worker {
                         feed.drop_unwritten();
                     }
                 },
+                _ = input_closed(stdin), if stdin_broken.is_none() => {
+                    stdin_broken = Some(Instant::now());
+                    feed.drop_unwritten();
+                }
                 Some(line) = stderr.recv() => {
                     // The oldest record unanswered is the likeliest cause;
                     // between records, the one call the tool has been
@@ -787,14 +792,32 @@ fn framing_failure(spec: &crate::core::config::ToolSpec, what: &str) -> Failure 
     }
 }
 
-async fn write_some(
-    stdin: &mut Option<tokio::process::ChildStdin>,
-    buf: &[u8],
-) -> std::io::Result<usize> {
-    match stdin {
-        Some(s) => s.write(buf).await,
-        None => Err(std::io::ErrorKind::BrokenPipe.into()),
+/// Writes what the tool's stdin pipe takes of `buf` (a broken pipe once
+/// the tool closed its end).
+async fn write_some(stdin: &Option<pipe::Sender>, buf: &[u8]) -> std::io::Result<usize> {
+    let Some(s) = stdin else {
+        return Err(std::io::ErrorKind::BrokenPipe.into());
+    };
+    loop {
+        s.writable().await?;
+        match s.try_write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
     }
+}
+
+/// Resolves once nothing reads the tool's stdin any more: the tool closed
+/// it (or exited), and records in its pipe will never be read. Seen by
+/// the runtime, so that a tool holding all the records it was sent is
+/// caught as surely as one a write finds gone.
+async fn input_closed(stdin: &Option<pipe::Sender>) {
+    if let Some(s) = stdin
+        && s.ready(Interest::ERROR).await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// A call whose answers are all in waits for its tool to be seen waiting
