@@ -142,6 +142,12 @@ impl ServerState {
         &self.id[..self.id.len().min(12)]
     }
 
+    /// Whether it serves a one-shot tool (`--fork`): its instances are
+    /// its fork server and a child per call.
+    pub fn is_fork(&self) -> bool {
+        self.framing.iter().any(|f| f == "--fork")
+    }
+
     /// Instances serving calls: the busy ones, and those a restart
     /// replaced, which live on only while they finish theirs.
     pub fn busy_instances(&self) -> usize {

@@ -27,12 +27,10 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             theme.title(),
         ),
         Span::raw(format!(
-            " {} ({})   {} of at most {}{}",
+            " {} ({})   {}",
             app::short_command(s),
             app::state_label(s, app.now),
-            st.instances.len(),
-            st.max_instances,
-            if st.interleave { ", interleaved" } else { "" },
+            how_many(st),
         )),
     ];
     frame.render_widget(Paragraph::new(Line::from(title)), header);
@@ -98,6 +96,25 @@ fn row(
         ),
         Cell::from(tool.map_or("-".into(), |t| t.processes.to_string())),
     ])
+}
+
+/// How many instances run against how many may: for a `--fork` server,
+/// the calls its children run (its fork server is not one of them).
+fn how_many(st: &crate::core::state::ServerState) -> String {
+    if st.is_fork() {
+        let calls = st.clients_active;
+        return format!(
+            "{calls} call{} of at most {} at once",
+            if calls == 1 { "" } else { "s" },
+            st.max_instances
+        );
+    }
+    format!(
+        "{} of at most {}{}",
+        st.instances.len(),
+        st.max_instances,
+        if st.interleave { ", interleaved" } else { "" }
+    )
 }
 
 #[cfg(test)]
@@ -176,5 +193,32 @@ mod tests {
         press(&mut app, KeyCode::Esc);
         assert!(!app.instances_open && !app.quit);
         assert!(render(&app, 100, 16, false).contains("COMMAND"));
+    }
+
+    /// A `--fork` server lists its fork server and a child per call; the
+    /// header counts the calls against `-j`, not the fork server as one.
+    #[test]
+    fn a_fork_servers_header_counts_its_calls() {
+        let mut fork = crate::tui::app::tests::server(
+            "f0f0f0f0f0f0",
+            "python3 summarize.py",
+            "2026-11-25T11:00:00.000Z",
+            5,
+        );
+        fork.state.framing = vec!["--fork".into()];
+        fork.state.max_instances = 1;
+        fork.state.clients_active = 1;
+        fork.state.instances.push(InstanceState {
+            pid: 4300,
+            state: "busy".into(),
+            started_at: "2026-11-25T11:59:58.000Z".into(),
+            requests: 1,
+            records: 1,
+            oldest_in_flight_at: Some("2026-11-25T11:59:58.000Z".into()),
+        });
+        let mut app = crate::tui::app::tests::app_with(vec![fork]);
+        press(&mut app, KeyCode::Char('i'));
+        let screen = render(&app, 100, 16, false);
+        assert!(screen.contains("1 call of at most 1 at once"), "{screen}");
     }
 }
