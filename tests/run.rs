@@ -475,6 +475,86 @@ fn completions_are_printed_for_each_shell() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// In bash, `viasock kill <TAB>` offers the ids of the running servers,
+/// as `viasock ls -q` lists them, and `viasock <TAB>` no internal command.
+#[test]
+fn bash_completes_the_ids_of_running_servers() {
+    let w = World::new();
+    assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"x\n")), "x\n");
+    let ids = ok_stdout(&w.run(&["ls", "-q"], b""));
+    let id = ids.trim();
+    assert_eq!(id.lines().count(), 1, "{ids}");
+    let script = w.write(
+        "viasock.bash",
+        &ok_stdout(&w.run(&["completions", "bash"], b"")),
+    );
+    // As bash calls it for `WORDS <TAB>`: the word being completed is
+    // empty, the one before it is the last of WORDS.
+    let complete = |words: &str| {
+        let cword = words.split(' ').count();
+        let prev = words.rsplit(' ').next().unwrap();
+        let shell = format!(
+            "source {}; COMP_WORDS=({words} ''); COMP_CWORD={cword}; \
+             _viasock viasock '' '{prev}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let out = w
+            .program("bash")
+            .args(["--norc", "-c", &shell])
+            .output()
+            .unwrap();
+        ok_stdout(&out)
+    };
+    let offered = complete("viasock kill");
+    assert!(offered.lines().any(|l| l == id), "{offered}");
+    assert!(offered.lines().any(|l| l == "--all"), "{offered}");
+    let offered = complete("viasock logs");
+    assert!(offered.lines().any(|l| l == id), "{offered}");
+    let offered = complete("viasock");
+    assert!(offered.lines().any(|l| l == "kill"), "{offered}");
+    assert!(!offered.contains("__exec-tool"), "{offered}");
+}
+
+/// Each shell reads its script without an error (fish refused the whole
+/// file over a `$` in a help text), and fish completes server ids too.
+#[test]
+fn completion_scripts_load_in_their_shells() {
+    let w = World::new();
+    for (shell, file) in [("bash", "v.bash"), ("zsh", "_v"), ("fish", "v.fish")] {
+        let script = w.write(file, &ok_stdout(&w.run(&["completions", shell], b"")));
+        let out = w
+            .program(shell)
+            .arg("-n")
+            .arg(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("{shell} (installed by .ci/run): {e}"));
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(ok_stdout(&w.run(&["run", "cat"], b"x\n")), "x\n");
+    let id = ok_stdout(&w.run(&["ls", "-q"], b""));
+    let script = w.work.join("v.fish");
+    let out = w
+        .program("fish")
+        .args(["--no-config", "-c"])
+        .arg(format!(
+            "source {}; complete -C 'viasock kill '",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    let offered = ok_stdout(&out);
+    assert!(
+        offered
+            .lines()
+            .any(|l| l.split('\t').next() == Some(id.trim())),
+        "{offered}"
+    );
+}
+
 /// The man page covers every command and the exit statuses, as `man`
 /// reads it; `--out` writes one page per command.
 #[test]

@@ -107,7 +107,7 @@ _viasock() {
 
     case "${cmd}" in
         viasock)
-            opts="-h -V --dir --help --version run serve client start ls kill restart logs top detect __exec-tool completions man help"
+            opts="-h -V --dir --help --version run serve client start ls kill restart logs top detect completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,7 +239,7 @@ _viasock() {
             return 0
             ;;
         viasock__subcmd__help)
-            opts="run serve client start ls kill restart logs top detect __exec-tool completions man help"
+            opts="run serve client start ls kill restart logs top detect completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -449,7 +449,7 @@ _viasock() {
             return 0
             ;;
         viasock__subcmd__kill)
-            opts="-h --all --stale --force --dir --help"
+            opts="-h --all --stale --force --dir --help $(viasock ls -q 2>/dev/null)"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -470,7 +470,7 @@ _viasock() {
             return 0
             ;;
         viasock__subcmd__logs)
-            opts="-f -n -h --follow --lines --dir --help"
+            opts="-f -n -h --follow --lines --dir --help $(viasock ls -q 2>/dev/null)"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -548,7 +548,7 @@ _viasock() {
             return 0
             ;;
         viasock__subcmd__restart)
-            opts="-h --dir --help"
+            opts="-h --dir --help $(viasock ls -q 2>/dev/null)"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -684,7 +684,7 @@ _viasock() {
             return 0
             ;;
         viasock__subcmd__serve)
-            opts="-t -T -P -z -w -W -j -l -h --input-terminator --output-terminator --output-prelude --prelude-lines --null-data --framing --process-timeout --server-timeout --instances --interleave --fork --watch --env --log --socket --notify-ready --caller-on-stdin --dir --help"
+            opts="-t -T -P -z -w -W -j -l -h --input-terminator --output-terminator --output-prelude --prelude-lines --null-data --framing --process-timeout --server-timeout --instances --interleave --fork --watch --env --log --socket --dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

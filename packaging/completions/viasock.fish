@@ -37,7 +37,6 @@ complete -c viasock -n "__fish_viasock_needs_command" -f -a "restart" -d 'Replac
 complete -c viasock -n "__fish_viasock_needs_command" -f -a "logs" -d 'Show (and follow) a server\'s log'
 complete -c viasock -n "__fish_viasock_needs_command" -f -a "top" -d 'A live monitor of the servers'
 complete -c viasock -n "__fish_viasock_needs_command" -f -a "detect" -d 'Run a tool directly, find how it frames its records, and print the checked `viasock run` command line that serves it'
-complete -c viasock -n "__fish_viasock_needs_command" -f -a "__exec-tool" -d 'What a server runs in its tool\'s place (internal)'
 complete -c viasock -n "__fish_viasock_needs_command" -f -a "completions" -d 'Print a shell completion script (for example: `viasock completions bash > ~/.local/share/bash-completion/completions/viasock`)'
 complete -c viasock -n "__fish_viasock_needs_command" -f -a "man" -d 'Print the manual page (roff), or write one page per command into a directory (for example: `viasock man | man -l -`)'
 complete -c viasock -n "__fish_viasock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -46,10 +45,10 @@ complete -c viasock -n "__fish_viasock_using_subcommand run" -s T -l output-term
 complete -c viasock -n "__fish_viasock_using_subcommand run" -s P -l output-prelude -d 'Records the tool writes at start-up; every client receives them first' -r
 complete -c viasock -n "__fish_viasock_using_subcommand run" -l prelude-lines -d 'Lines the tool writes at start-up (a banner), each a record of its own whatever -T says; every client receives them first' -r
 complete -c viasock -n "__fish_viasock_using_subcommand run" -l framing -d 'A named framing for a common shape; -t, -T, -P, --prelude-lines given beside it replace its part' -r -f -a "lines\t'every line is a record, both ways (the default). Same as -t \'\' -T \'\''
-blank\t'records end with an empty line, both ways (paragraphs, CoNLL sentences). Same as -t \'^$\' -T \'^$\''
-blank-answers\t'every input line is a record; answers end with an empty line. Same as -T \'^$\''
-ispell\t'ispell pipe mode (hunspell -a, aspell -a): a one-line banner, answers ending with an empty line. Same as -T \'^$\' --prelude-lines 1'
-eos\t'every input line is a record; answers end with an `EOS` line (MeCab, JUMAN). Same as -T \'^EOS$\''
+blank\t'records end with an empty line, both ways (paragraphs, CoNLL sentences). Same as -t \'^\$\' -T \'^\$\''
+blank-answers\t'every input line is a record; answers end with an empty line. Same as -T \'^\$\''
+ispell\t'ispell pipe mode (hunspell -a, aspell -a): a one-line banner, answers ending with an empty line. Same as -T \'^\$\' --prelude-lines 1'
+eos\t'every input line is a record; answers end with an `EOS` line (MeCab, JUMAN). Same as -T \'^EOS\$\''
 nul\t'every record ends with a NUL byte, both ways (null-flush modes). Same as -z'"
 complete -c viasock -n "__fish_viasock_using_subcommand run" -s w -l process-timeout -d 'Longest time the tool may take to answer one record, or to write its prelude (-P) once started; then it is killed (status 124)' -r
 complete -c viasock -n "__fish_viasock_using_subcommand run" -s W -l server-timeout -d 'Idle time after which a server stops; 0 never stops [default: 60]' -r
@@ -68,10 +67,10 @@ complete -c viasock -n "__fish_viasock_using_subcommand serve" -s T -l output-te
 complete -c viasock -n "__fish_viasock_using_subcommand serve" -s P -l output-prelude -d 'Records the tool writes at start-up; every client receives them first' -r
 complete -c viasock -n "__fish_viasock_using_subcommand serve" -l prelude-lines -d 'Lines the tool writes at start-up (a banner), each a record of its own whatever -T says; every client receives them first' -r
 complete -c viasock -n "__fish_viasock_using_subcommand serve" -l framing -d 'A named framing for a common shape; -t, -T, -P, --prelude-lines given beside it replace its part' -r -f -a "lines\t'every line is a record, both ways (the default). Same as -t \'\' -T \'\''
-blank\t'records end with an empty line, both ways (paragraphs, CoNLL sentences). Same as -t \'^$\' -T \'^$\''
-blank-answers\t'every input line is a record; answers end with an empty line. Same as -T \'^$\''
-ispell\t'ispell pipe mode (hunspell -a, aspell -a): a one-line banner, answers ending with an empty line. Same as -T \'^$\' --prelude-lines 1'
-eos\t'every input line is a record; answers end with an `EOS` line (MeCab, JUMAN). Same as -T \'^EOS$\''
+blank\t'records end with an empty line, both ways (paragraphs, CoNLL sentences). Same as -t \'^\$\' -T \'^\$\''
+blank-answers\t'every input line is a record; answers end with an empty line. Same as -T \'^\$\''
+ispell\t'ispell pipe mode (hunspell -a, aspell -a): a one-line banner, answers ending with an empty line. Same as -T \'^\$\' --prelude-lines 1'
+eos\t'every input line is a record; answers end with an `EOS` line (MeCab, JUMAN). Same as -T \'^EOS\$\''
 nul\t'every record ends with a NUL byte, both ways (null-flush modes). Same as -z'"
 complete -c viasock -n "__fish_viasock_using_subcommand serve" -s w -l process-timeout -d 'Longest time the tool may take to answer one record, or to write its prelude (-P) once started; then it is killed (status 124)' -r
 complete -c viasock -n "__fish_viasock_using_subcommand serve" -s W -l server-timeout -d 'Idle time after which a server stops; 0 never stops [default: 60]' -r
@@ -84,8 +83,6 @@ complete -c viasock -n "__fish_viasock_using_subcommand serve" -l dir -d 'State 
 complete -c viasock -n "__fish_viasock_using_subcommand serve" -s z -l null-data -d 'Lines end with NUL instead of newline, in input and output (as `sed -z`)'
 complete -c viasock -n "__fish_viasock_using_subcommand serve" -l interleave -d 'Let concurrent clients share instances record by record'
 complete -c viasock -n "__fish_viasock_using_subcommand serve" -l fork -d 'Serve a one-shot tool (it reads all its input, then exits): the loaded tool is forked at its first read of stdin for every call, with the caller\'s own stdin, stdout and stderr, and its exit status is the call\'s. -j bounds the calls at once, -w each call'
-complete -c viasock -n "__fish_viasock_using_subcommand serve" -l notify-ready -d 'Write `ready` to stdout once listening (used by `run`)'
-complete -c viasock -n "__fish_viasock_using_subcommand serve" -l caller-on-stdin -d 'Stdin is a connection from the call that started this server: it is served first, and served even if the model changed (used by `run`)'
 complete -c viasock -n "__fish_viasock_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c viasock -n "__fish_viasock_using_subcommand client" -l dir -d 'State directory for sockets, locks and logs [default: ./.viasock]. For ls, kill, restart and logs: only the servers of this directory (without it: every server of the user)' -r -f -a "(__fish_complete_directories)"
 complete -c viasock -n "__fish_viasock_using_subcommand client" -s h -l help -d 'Print help'
@@ -94,10 +91,10 @@ complete -c viasock -n "__fish_viasock_using_subcommand start" -s T -l output-te
 complete -c viasock -n "__fish_viasock_using_subcommand start" -s P -l output-prelude -d 'Records the tool writes at start-up; every client receives them first' -r
 complete -c viasock -n "__fish_viasock_using_subcommand start" -l prelude-lines -d 'Lines the tool writes at start-up (a banner), each a record of its own whatever -T says; every client receives them first' -r
 complete -c viasock -n "__fish_viasock_using_subcommand start" -l framing -d 'A named framing for a common shape; -t, -T, -P, --prelude-lines given beside it replace its part' -r -f -a "lines\t'every line is a record, both ways (the default). Same as -t \'\' -T \'\''
-blank\t'records end with an empty line, both ways (paragraphs, CoNLL sentences). Same as -t \'^$\' -T \'^$\''
-blank-answers\t'every input line is a record; answers end with an empty line. Same as -T \'^$\''
-ispell\t'ispell pipe mode (hunspell -a, aspell -a): a one-line banner, answers ending with an empty line. Same as -T \'^$\' --prelude-lines 1'
-eos\t'every input line is a record; answers end with an `EOS` line (MeCab, JUMAN). Same as -T \'^EOS$\''
+blank\t'records end with an empty line, both ways (paragraphs, CoNLL sentences). Same as -t \'^\$\' -T \'^\$\''
+blank-answers\t'every input line is a record; answers end with an empty line. Same as -T \'^\$\''
+ispell\t'ispell pipe mode (hunspell -a, aspell -a): a one-line banner, answers ending with an empty line. Same as -T \'^\$\' --prelude-lines 1'
+eos\t'every input line is a record; answers end with an `EOS` line (MeCab, JUMAN). Same as -T \'^EOS\$\''
 nul\t'every record ends with a NUL byte, both ways (null-flush modes). Same as -z'"
 complete -c viasock -n "__fish_viasock_using_subcommand start" -s w -l process-timeout -d 'Longest time the tool may take to answer one record, or to write its prelude (-P) once started; then it is killed (status 124)' -r
 complete -c viasock -n "__fish_viasock_using_subcommand start" -s W -l server-timeout -d 'Idle time after which a server stops; 0 never stops [default: 60]' -r
@@ -105,7 +102,7 @@ complete -c viasock -n "__fish_viasock_using_subcommand start" -s j -l instances
 complete -c viasock -n "__fish_viasock_using_subcommand start" -l watch -d 'Extra file or directory whose change must give a new server (repeatable)' -r -F
 complete -c viasock -n "__fish_viasock_using_subcommand start" -l env -d 'Environment variable whose value belongs to the server\'s identity (repeatable)' -r
 complete -c viasock -n "__fish_viasock_using_subcommand start" -s l -l log -d 'Server log file [default: DIR/logs/ID.log]' -r -F
-complete -c viasock -n "__fish_viasock_using_subcommand start" -l probe -d 'Also send this record and wait for its answer (which is discarded). A final line end (newline, NUL with -z) is added if it has none; with a custom -t, give the whole record, terminator line included (for -t \'^$\': $\'hello\\n\\n\')' -r
+complete -c viasock -n "__fish_viasock_using_subcommand start" -l probe -d 'Also send this record and wait for its answer (which is discarded). A final line end (newline, NUL with -z) is added if it has none; with a custom -t, give the whole record, terminator line included (for -t \'^\$\': \$\'hello\\n\\n\')' -r
 complete -c viasock -n "__fish_viasock_using_subcommand start" -l dir -d 'State directory for sockets, locks and logs [default: ./.viasock]. For ls, kill, restart and logs: only the servers of this directory (without it: every server of the user)' -r -f -a "(__fish_complete_directories)"
 complete -c viasock -n "__fish_viasock_using_subcommand start" -s z -l null-data -d 'Lines end with NUL instead of newline, in input and output (as `sed -z`)'
 complete -c viasock -n "__fish_viasock_using_subcommand start" -l interleave -d 'Let concurrent clients share instances record by record'
@@ -134,10 +131,6 @@ complete -c viasock -n "__fish_viasock_using_subcommand detect" -l dir -d 'State
 complete -c viasock -n "__fish_viasock_using_subcommand detect" -s z -l null-data -d 'Lines end with NUL, in the sample and in what the tool writes'
 complete -c viasock -n "__fish_viasock_using_subcommand detect" -l json -d 'Print the findings as one JSON object'
 complete -c viasock -n "__fish_viasock_using_subcommand detect" -s h -l help -d 'Print help'
-complete -c viasock -n "__fish_viasock_using_subcommand __exec-tool" -l parent -d 'The server\'s pid: if the parent is another, the server is gone' -r
-complete -c viasock -n "__fish_viasock_using_subcommand __exec-tool" -l fork-library -d 'Serve the tool with --fork: its stdin is the server\'s socket for the fork server, and this library is preloaded' -r -F
-complete -c viasock -n "__fish_viasock_using_subcommand __exec-tool" -l dir -d 'State directory for sockets, locks and logs [default: ./.viasock]. For ls, kill, restart and logs: only the servers of this directory (without it: every server of the user)' -r -f -a "(__fish_complete_directories)"
-complete -c viasock -n "__fish_viasock_using_subcommand __exec-tool" -s h -l help -d 'Print help'
 complete -c viasock -n "__fish_viasock_using_subcommand completions" -l dir -d 'State directory for sockets, locks and logs [default: ./.viasock]. For ls, kill, restart and logs: only the servers of this directory (without it: every server of the user)' -r -f -a "(__fish_complete_directories)"
 complete -c viasock -n "__fish_viasock_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c viasock -n "__fish_viasock_using_subcommand man" -l out -d 'Write viasock.1 and a viasock-COMMAND.1 for each command into DIR instead' -r -f -a "(__fish_complete_directories)"
@@ -153,7 +146,9 @@ complete -c viasock -n "__fish_viasock_using_subcommand help; and not __fish_see
 complete -c viasock -n "__fish_viasock_using_subcommand help; and not __fish_seen_subcommand_from run serve client start ls kill restart logs top detect __exec-tool completions man help" -f -a "logs" -d 'Show (and follow) a server\'s log'
 complete -c viasock -n "__fish_viasock_using_subcommand help; and not __fish_seen_subcommand_from run serve client start ls kill restart logs top detect __exec-tool completions man help" -f -a "top" -d 'A live monitor of the servers'
 complete -c viasock -n "__fish_viasock_using_subcommand help; and not __fish_seen_subcommand_from run serve client start ls kill restart logs top detect __exec-tool completions man help" -f -a "detect" -d 'Run a tool directly, find how it frames its records, and print the checked `viasock run` command line that serves it'
-complete -c viasock -n "__fish_viasock_using_subcommand help; and not __fish_seen_subcommand_from run serve client start ls kill restart logs top detect __exec-tool completions man help" -f -a "__exec-tool" -d 'What a server runs in its tool\'s place (internal)'
 complete -c viasock -n "__fish_viasock_using_subcommand help; and not __fish_seen_subcommand_from run serve client start ls kill restart logs top detect __exec-tool completions man help" -f -a "completions" -d 'Print a shell completion script (for example: `viasock completions bash > ~/.local/share/bash-completion/completions/viasock`)'
 complete -c viasock -n "__fish_viasock_using_subcommand help; and not __fish_seen_subcommand_from run serve client start ls kill restart logs top detect __exec-tool completions man help" -f -a "man" -d 'Print the manual page (roff), or write one page per command into a directory (for example: `viasock man | man -l -`)'
 complete -c viasock -n "__fish_viasock_using_subcommand help; and not __fish_seen_subcommand_from run serve client start ls kill restart logs top detect __exec-tool completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c viasock -n "__fish_viasock_using_subcommand kill" -f -a "(viasock ls -q 2>/dev/null)" -d 'server id'
+complete -c viasock -n "__fish_viasock_using_subcommand restart" -f -a "(viasock ls -q 2>/dev/null)" -d 'server id'
+complete -c viasock -n "__fish_viasock_using_subcommand logs" -f -a "(viasock ls -q 2>/dev/null)" -d 'server id'

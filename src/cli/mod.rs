@@ -14,6 +14,7 @@ use crate::core::framing::{Framing, NAMED, Named};
 use crate::core::{Fatal, status};
 
 mod client;
+mod completions;
 mod detect;
 mod exec_tool;
 mod kill;
@@ -590,12 +591,9 @@ fn parse_positive_secs(s: &str) -> Result<Duration, String> {
 }
 
 fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
-    // Generated into memory first: the generator panics on a write error,
-    // and `| head` is not an error.
-    let mut script = Vec::new();
-    let mut cmd = <Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut cmd, "viasock", &mut script);
-    print_out(&script)?;
+    // Made in memory first: clap's generator panics on a write error, and
+    // `| head` is not an error.
+    print_out(completions::script(shell).as_bytes())?;
     Ok(0)
 }
 

@@ -36,9 +36,30 @@ impl World {
 
     /// `viasock ARGS` in this world.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .current_dir(&self.work)
+        let mut c = self.in_world(BIN);
+        c.args(args);
+        c
+    }
+
+    /// `program` in this world, with `viasock` first on its `PATH` (a
+    /// shell that calls it by name).
+    pub fn program(&self, program: &str) -> Command {
+        let bin_dir = Path::new(BIN).parent().expect("the binary's directory");
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let path = std::env::join_paths(
+            std::iter::once(bin_dir.to_owned()).chain(std::env::split_paths(&path)),
+        )
+        .expect("a PATH");
+        let mut c = self.in_world(program);
+        c.env("PATH", path);
+        c
+    }
+
+    /// `program` in the world's working directory, with its state
+    /// directory and registry.
+    fn in_world(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.current_dir(&self.work)
             .env("VIASOCK_DIR", &self.state)
             .env("XDG_RUNTIME_DIR", self.tmp.path())
             .env_remove("RUST_LOG")
