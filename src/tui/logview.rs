@@ -25,6 +25,9 @@ pub struct LogView {
     /// Lines on screen at the last drawing: what a page moves. Only the
     /// drawing sets it.
     pub page: std::cell::Cell<usize>,
+    /// The top that showed the end at the last drawing (with wrapped
+    /// lines, not simply a page from the end). Only the drawing sets it.
+    pub end_top: std::cell::Cell<Option<usize>>,
 }
 
 impl LogView {
@@ -48,7 +51,8 @@ impl LogView {
 
     /// The top that shows the last page.
     fn last_top(&self) -> usize {
-        self.lines.len().saturating_sub(self.page.get().max(1))
+        let page = self.lines.len().saturating_sub(self.page.get().max(1));
+        self.end_top.get().map_or(page, |t| t.min(self.lines.len()))
     }
 
     fn show_end(&mut self) {
@@ -78,24 +82,16 @@ impl LogView {
             .find(|&(i, _)| self.lines[i].to_lowercase().contains(&needle))
     }
 
-    /// Moves the top to the match `find` gives; says so if it went round.
+    /// Moves the top to the match `find` gives (or to the last page, which
+    /// shows it, so that the screen stays full); says so if it went round.
     fn jump(&mut self, start: usize, back: bool) -> Result<(), &'static str> {
         let (i, wrapped) = self.find(start, back).ok_or("not found")?;
-        self.top = i;
+        self.top = i.min(self.last_top());
         self.follow = false;
         match (wrapped, back) {
             (true, false) => Err("search went on from the top"),
             (true, true) => Err("search went on from the bottom"),
             _ => Ok(()),
-        }
-    }
-
-    /// The first line to show in `rows` rows: the last page while
-    /// following.
-    pub fn top_for(&self, rows: usize) -> usize {
-        match self.follow {
-            true => self.lines.len().saturating_sub(rows),
-            false => self.top,
         }
     }
 

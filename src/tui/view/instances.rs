@@ -5,10 +5,9 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-use super::text::{age, bytes, fit, live};
+use super::text::{age, bytes, fit, live, title_line};
 use super::{Theme, full_screen, status_line};
 use crate::core::state::{self, Health, InstanceState};
 use crate::tui::app::{self, App, Level};
@@ -21,19 +20,14 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         return;
     };
     let st = &s.state;
-    let title = vec![
-        Span::styled(
-            format!(" instances of {} ", app::short(&st.id)),
-            theme.title(),
-        ),
-        Span::raw(format!(
-            " {} ({})   {}",
-            app::short_command(s),
-            app::state_label(s, app.now),
-            how_many(st),
-        )),
-    ];
-    frame.render_widget(Paragraph::new(Line::from(title)), header);
+    let title = title_line(
+        format!(" instances of {}  ", app::short(&st.id)),
+        theme.title(),
+        &app::short_command(s),
+        format!(" ({})   {}", app::state_label(s, app.now), how_many(st)),
+        usize::from(header.width),
+    );
+    frame.render_widget(Paragraph::new(title), header);
     if st.instances.is_empty() {
         let why = match s.health {
             Health::Dead => " none running: the server is dead (l shows its log)",

@@ -67,6 +67,25 @@ pub(super) fn wrap_columns(text: &str, width: usize, most: usize) -> Vec<String>
     lines
 }
 
+/// A view's top line in `width` columns: `lead` (styled) and `tail`
+/// whole, and between them `middle`, a command, cut with `…` to what
+/// they leave, so that a long command never hides the state and counts.
+pub(super) fn title_line(
+    lead: String,
+    style: ratatui::style::Style,
+    middle: &str,
+    tail: String,
+    width: usize,
+) -> ratatui::text::Line<'static> {
+    use unicode_width::UnicodeWidthStr;
+    let room = width.saturating_sub(lead.width() + tail.width());
+    ratatui::text::Line::from(vec![
+        ratatui::text::Span::styled(lead, style),
+        ratatui::text::Span::raw(fit(middle, room)),
+        ratatui::text::Span::raw(tail),
+    ])
+}
+
 /// `text` cut to `width` terminal columns, with `…` where it was cut.
 pub(super) fn fit(text: &str, width: usize) -> String {
     use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
