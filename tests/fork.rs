@@ -561,6 +561,14 @@ fn ls_shows_the_children_of_a_fork_server_as_its_instances_and_kill_stops_it() {
     let listed = String::from_utf8(w.run(&["ls"], b"").stdout).unwrap();
     assert!(listed.contains("--fork ./hold.py"), "{listed}");
     assert_eq!(instances[0]["state"], "idle", "{}", s[0]);
+    // The call in flight is the server's oldest, as a record would be:
+    // a hung call shows in the table.
+    assert!(s[0]["oldest_in_flight_at"].is_string(), "{}", s[0]);
+    assert_eq!(
+        s[0]["oldest_in_flight_at"], instances[1]["oldest_in_flight_at"],
+        "{}",
+        s[0]
+    );
     let child = instances[1]["pid"].as_u64().unwrap() as u32;
     assert!(process_alive(child));
     assert_eq!(ok_stdout(&finish(call, b"abc")), "3\n");

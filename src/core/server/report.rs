@@ -87,6 +87,34 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
         .chain(retiring.iter())
         .filter_map(|w| w.oldest_in_flight())
         .min();
+    let (instances, oldest_in_flight_at) = match pool.fork() {
+        // The fork servers, then the children of each; a call's child
+        // owes its answer from the call's start.
+        Some(f) => {
+            let views = f.instances();
+            let oldest = views
+                .iter()
+                .filter(|i| i.state == "busy")
+                .map(|i| i.started_at)
+                .min();
+            let instances = views
+                .into_iter()
+                .map(|i| InstanceState {
+                    pid: i.pid,
+                    state: i.state.to_owned(),
+                    started_at: state::rfc3339(i.started_at),
+                    requests: i.requests,
+                    records: i.requests,
+                    oldest_in_flight_at: (i.state == "busy").then(|| state::rfc3339(i.started_at)),
+                })
+                .collect();
+            (instances, oldest.map(state::rfc3339))
+        }
+        None => (
+            record_instances(&workers, &retiring, listening, &since),
+            since(oldest),
+        ),
+    };
     let forking = pool.fork().is_some_and(|f| f.starting());
     let state = match *shared.mode.borrow() {
         Mode::Running if forking => Phase::Starting,
@@ -146,22 +174,7 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
         idle_deadline_at,
         max_instances: pool.max(),
         interleave: cfg.spec.interleave,
-        instances: match pool.fork() {
-            // The fork servers, then the children of each.
-            Some(f) => f
-                .instances()
-                .into_iter()
-                .map(|i| InstanceState {
-                    pid: i.pid,
-                    state: i.state.to_owned(),
-                    started_at: state::rfc3339(i.started_at),
-                    requests: i.requests,
-                    records: i.requests,
-                    oldest_in_flight_at: (i.state == "busy").then(|| state::rfc3339(i.started_at)),
-                })
-                .collect(),
-            None => record_instances(&workers, &retiring, listening, &since),
-        },
+        instances,
         // Connected calls that wait for an instance are counted apart.
         clients_active: active.saturating_sub(waiting),
         clients_waiting: waiting,
@@ -171,7 +184,7 @@ pub(super) fn snapshot(shared: &Shared, pool: &Pool, start_ticks: u64) -> Server
         bytes_out: stats.bytes_out.get(),
         errors_total: stats.errors_total(),
         errors_last_minute: stats.errors_last_minute(),
-        oldest_in_flight_at: since(oldest),
+        oldest_in_flight_at,
         log_lines_dropped: crate::core::logsink::dropped(),
         latency_ms: stats.latency(),
         throughput: stats.throughput(),
