@@ -639,6 +639,35 @@ fn logs_follow_shows_new_lines() {
     follow.wait().unwrap();
 }
 
+/// `logs -f | head -1`: once the reader has gone, following ends at
+/// once, as `tail -f` does, though nothing more is written to the log.
+#[test]
+fn logs_follow_ends_when_its_reader_goes() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "cat"], b"x\n"));
+    let id = state_files(&w)[0]["id"].as_str().unwrap().to_owned();
+    let mut follow = w
+        .cmd(&["logs", "-f", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap());
+    let mut line = String::new();
+    assert!(lines.read_line(&mut line).unwrap() > 0);
+    drop(lines);
+    let mut status = None;
+    let ended = wait_until(Duration::from_secs(5), || {
+        status = follow.try_wait().unwrap();
+        status.is_some()
+    });
+    if !ended {
+        follow.kill().unwrap();
+        follow.wait().unwrap();
+    }
+    assert!(ended, "logs -f still runs with nobody reading");
+    assert_eq!(status.unwrap().code(), Some(0));
+}
+
 #[test]
 fn start_returns_once_the_prelude_is_read() {
     let w = World::new();

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use crate::cli::{Cli, LogsArgs, select};
-use crate::core::{Fatal, logfile, status};
+use crate::core::{Fatal, hangup, logfile, status};
 
 /// How often a followed log is looked at.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -38,6 +38,11 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<i32> {
     loop {
         pos = copy_from(&mut file, pos, &mut out)?;
         std::thread::sleep(FOLLOW_POLL);
+        // Nobody reads any more (`| head -1` has exited, the terminal is
+        // gone): end now, not at the next line the log gets.
+        if hangup::hung_up(io::stdout()) {
+            return Ok(0);
+        }
         // Rotated (a new file at the path) or truncated: start over.
         match std::fs::metadata(log) {
             Ok(m) if m.ino() != ino => {
