@@ -211,6 +211,20 @@ fn ls_from_another_directory_sees_the_server() {
     assert_eq!(v[0]["id"], id.as_str());
 }
 
+/// The servers a wrong id lists are named as `ls` names them: shell-quoted.
+#[test]
+fn a_wrong_id_lists_the_servers_shell_quoted() {
+    let w = World::new();
+    ok_stdout(&w.run(&["run", "sh", "-c", "read l; echo \"it's $l\""], b"x\n"));
+    let out = w.run(&["kill", "nothex"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"(sh -c 'read l; echo "it'\''s $l"')"#),
+        "{err}"
+    );
+}
+
 #[test]
 fn kill_by_prefix_all_and_ambiguous() {
     let w = World::new();

@@ -26,7 +26,7 @@ pub fn by_prefixes(found: &[Found], ids: &[String]) -> Result<Vec<Found>, Fatal>
         let mut list: Vec<String> = servers
             .iter()
             .take(MAX_LISTED)
-            .map(|f| format!("{} ({})", f.state.short_id(), f.state.command.join(" ")))
+            .map(|f| format!("{} ({})", f.state.short_id(), f.state.command_line()))
             .collect();
         if servers.len() > MAX_LISTED {
             list.push(format!("and {} more", servers.len() - MAX_LISTED));
