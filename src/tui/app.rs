@@ -444,11 +444,11 @@ impl App {
         }
         match key.code {
             KeyCode::Char('q') => self.quit = true,
-            // Esc backs out: a view, the pane and the filter close first,
-            // and only the plain table quits.
+            // Esc backs out one layer at a time, as in k9s: a view, then
+            // the pane, then the filter; only the plain table quits.
             KeyCode::Esc if self.instances_open => self.instances_open = false,
-            KeyCode::Esc if self.detail_open || !self.filter.is_empty() => {
-                self.detail_open = false;
+            KeyCode::Esc if self.detail_open => self.detail_open = false,
+            KeyCode::Esc if !self.filter.is_empty() => {
                 self.filter.clear();
                 self.keep_selection();
             }
@@ -469,6 +469,9 @@ impl App {
                 self.show_top();
             }
             KeyCode::Char('p') => self.paused = !self.paused,
+            KeyCode::Char('i' | 'l') if self.selected_row().is_none() => {
+                self.say("no server selected");
+            }
             KeyCode::Char('i') => self.instances_open = !self.instances_open,
             KeyCode::Char('m') => {
                 self.mouse = !self.mouse;
@@ -1089,7 +1092,7 @@ pub mod tests {
     }
 
     #[test]
-    fn esc_closes_the_detail_pane_and_the_filter_before_it_quits() {
+    fn esc_closes_the_detail_pane_then_the_filter_then_quits() {
         let mut app = app_with(three());
         app.update(key(KeyCode::Enter));
         app.update(key(KeyCode::Esc));
@@ -1102,10 +1105,26 @@ pub mod tests {
         app.update(key(KeyCode::Char('c')));
         app.update(key(KeyCode::Enter));
         app.update(key(KeyCode::Esc));
-        assert!(!app.quit, "pane and filter close first");
-        assert!(!app.detail_open && app.filter.is_empty());
+        assert!(!app.quit && !app.detail_open, "the pane closes first");
+        assert_eq!(app.filter, "c", "the filter stays for the next Esc");
+        app.update(key(KeyCode::Esc));
+        assert!(!app.quit && app.filter.is_empty(), "then the filter goes");
         app.update(key(KeyCode::Esc));
         assert!(app.quit, "Esc quits from the plain table");
+    }
+
+    #[test]
+    fn instances_and_log_need_a_selected_server() {
+        let mut app = app_with(three());
+        app.update(key(KeyCode::Char('/')));
+        for c in "zzz".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        app.update(key(KeyCode::Enter));
+        assert!(app.visible().is_empty());
+        app.update(key(KeyCode::Char('i')));
+        app.update(key(KeyCode::Char('l')));
+        assert!(!app.instances_open && app.log.is_none());
     }
 
     #[test]
