@@ -253,6 +253,27 @@ impl App {
         }
     }
 
+    /// Sorts by the next column (`by` 1) or the one before (-1) of those
+    /// the table shows at its width, once it has been drawn.
+    fn step_sort(&mut self, by: isize) {
+        let shown: Vec<&str> = self
+            .table_layout
+            .borrow()
+            .headings
+            .iter()
+            .map(|h| h.2)
+            .collect();
+        let mut key = self.sort.step(by);
+        for _ in 0..SortKey::ALL.len() {
+            if shown.is_empty() || shown.contains(&key.column()) {
+                break;
+            }
+            key = key.step(by);
+        }
+        self.sort = key;
+        self.show_top();
+    }
+
     fn say(&mut self, message: impl Into<String>) {
         self.status = Some(message.into());
         self.status_at = self.now;
@@ -460,14 +481,8 @@ impl App {
             KeyCode::Home | KeyCode::Char('g') => self.select_row(0),
             KeyCode::End | KeyCode::Char('G') => self.select_row(usize::MAX),
             KeyCode::Enter => self.detail_open = !self.detail_open,
-            KeyCode::Char('s' | '>') => {
-                self.sort = self.sort.step(1);
-                self.show_top();
-            }
-            KeyCode::Char('<') => {
-                self.sort = self.sort.step(-1);
-                self.show_top();
-            }
+            KeyCode::Char('s' | '>') => self.step_sort(1),
+            KeyCode::Char('<') => self.step_sort(-1),
             KeyCode::Char('p') => self.paused = !self.paused,
             KeyCode::Char('i' | 'l') if self.selected_row().is_none() => {
                 self.say("no server selected");

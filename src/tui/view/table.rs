@@ -365,6 +365,28 @@ mod tests {
     use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
     use ratatui::style::Color;
 
+    /// `<` and `>` go through the columns the table shows at its width,
+    /// never to one that is not on screen.
+    #[test]
+    fn sort_keys_step_through_the_columns_on_screen_only() {
+        let mut app = fixture();
+        let screen = render(&app, 80, 24, false);
+        let headings = screen.lines().nth(1).unwrap().to_owned();
+        for key in [KeyCode::Char('>'), KeyCode::Char('<')] {
+            for _ in 0..20 {
+                press(&mut app, key);
+                render(&app, 80, 24, false);
+                let name = app.sort.column();
+                assert!(
+                    headings
+                        .split_whitespace()
+                        .any(|h| h.trim_matches(['▲', '▼', '"']) == name),
+                    "sorted by {name}, not among {headings}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn table_snapshots() {
         let app = fixture();
