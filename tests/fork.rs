@@ -279,6 +279,23 @@ int main(void) {
     }
 }
 
+/// A banner bigger than a pipe holds: the tool must be able to write it
+/// all before its first read (it waited for ever, and so did the call).
+#[test]
+fn a_banner_bigger_than_a_pipe_reaches_the_caller() {
+    let w = World::new();
+    w.script(
+        "big.py",
+        "#!/usr/bin/env python3\nimport sys\nsys.stdout.write('x' * 300000 + '\\n')\n\
+         sys.stdout.flush()\nprint(len(sys.stdin.read()))\n",
+    );
+    for input in [&b"one\n"[..], b"two two\n"] {
+        let call = w.spawn(&["run", "--fork", "./big.py"]);
+        let served = common::finish_within(call, input, Duration::from_secs(30));
+        assert_same(&served, &direct(&w, &["./big.py"], input), "a call");
+    }
+}
+
 #[test]
 fn what_a_tool_asks_of_its_stdin_before_reading_it_is_answered_as_for_a_pipe() {
     // wc sizes its columns by what stdin is: a pipe gives the default

@@ -492,11 +492,23 @@ impl ForkServer {
             Some(c) => Rc::new(c),
             None => return failure("cannot watch the fork server's socket"),
         };
-        // The tool loads, then reads: Ready.
-        let ready = tokio::select! {
-            m = recv(&control) => m,
-            _ = inst.child.wait() => None,
+        // The tool loads, then reads: Ready. What it writes meanwhile is
+        // its banner, taken as it comes: a banner bigger than the pipe
+        // holds would keep it from ever reading.
+        let mut banner = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut stdout_open = true;
+        let ready = loop {
+            tokio::select! {
+                m = recv(&control) => break m,
+                _ = inst.child.wait() => break None,
+                r = inst.stdout.read(&mut chunk), if stdout_open => match r {
+                    Ok(n) if n > 0 => banner.extend_from_slice(&chunk[..n]),
+                    _ => stdout_open = false,
+                },
+            }
         };
+        drop(chunk);
         match ready {
             Some(m) if m.kind == wire::READY => {
                 self.threads.set(m.a);
@@ -537,7 +549,6 @@ impl ForkServer {
             tracing::warn!("{why}");
             return failure(&format!("--fork cannot serve this tool: {why}"));
         }
-        let mut banner = Vec::new();
         if tokio::time::timeout(BANNER_WAIT, inst.stdout.read_to_end(&mut banner))
             .await
             .is_err()
