@@ -78,5 +78,8 @@ fn finish_fork(conn: Connection, log: &Path) -> anyhow::Result<i32> {
     if let Some(m) = ending.message {
         eprintln!("viasock: {m} (see log {})", log.display());
     }
+    if let Some(signal) = ending.died_of {
+        fork::client::end_by(signal);
+    }
     Ok(ending.status)
 }

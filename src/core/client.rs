@@ -168,6 +168,10 @@ pub struct Ending {
     /// What the server answered before its status (a `state` request's
     /// JSON).
     pub output: Vec<u8>,
+    /// A signal this caller passed on to its `--fork` child, which died of
+    /// it: the caller should end by it too, as the tool would have ended
+    /// a direct run (a shell loop stops at a Ctrl-C only then).
+    pub died_of: Option<i32>,
 }
 
 /// Input that is there at once, sent with the Hello: a call whose whole
@@ -430,6 +434,7 @@ pub fn control(mut stream: UnixStream, command: &str) -> Result<Ending, Protocol
                     status: protocol::parse_status(&f)?,
                     message,
                     output,
+                    died_of: None,
                 });
             }
             Some(_) => continue,

@@ -118,6 +118,10 @@ fn send_stdio(stream: &UnixStream, fds: &[BorrowedFd<'_>; 3]) -> std::io::Result
     Ok(())
 }
 
+/// The signals that end a caller whose child they killed: those a
+/// terminal or a supervisor sends to stop a job.
+const ENDS_THE_CALLER: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
 /// Waits for the call's Status, passing on signals meanwhile. The server
 /// is heard from at least every two seconds: silence for longer than
 /// [`SILENCE_WAIT`] is a stopped or wedged server.
@@ -130,6 +134,7 @@ async fn wait(
     let mut pending = Vec::new();
     let mut message = None;
     let mut heard = tokio::time::Instant::now();
+    let mut passed_on = Vec::new();
     loop {
         while let Some((frame, used)) = protocol::decode(&pending).map_err(bad)? {
             pending.drain(..used);
@@ -144,9 +149,12 @@ async fn wait(
                 }
                 Kind::Status => {
                     let status = protocol::parse_status(&frame).map_err(bad)?;
+                    let died_of = Some(status - 128)
+                        .filter(|s| passed_on.contains(s) && ENDS_THE_CALLER.contains(s));
                     return Ok(crate::core::client::Ending {
                         status,
                         message,
+                        died_of,
                         ..Default::default()
                     });
                 }
@@ -168,6 +176,7 @@ async fn wait(
                 Err(e) => return Err(Fatal::new(status::FAILURE, format!("lost the server: {e}"))),
             },
             n = signals.next() => {
+                passed_on.push(n);
                 let mut f = Vec::new();
                 protocol::encode(Kind::Signal, &n.to_be_bytes(), &mut f);
                 // A server that is gone is found out by the read.
@@ -185,4 +194,21 @@ async fn wait(
             }
         }
     }
+}
+
+/// Ends this process by `signal`, as a process that does not catch it
+/// ends: its parent (a shell) sees it killed by that signal, not exiting.
+pub fn end_by(signal: i32) -> ! {
+    // SAFETY: SIG_DFL for a signal the runtime caught is a plain
+    // disposition change; nothing runs in this process after the raise.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+    }
+    let _ = rustix::process::kill_process(
+        rustix::process::getpid(),
+        rustix::process::Signal::from_named_raw(signal).unwrap_or(rustix::process::Signal::TERM),
+    );
+    // Blocked or ignored after all: the status says it.
+    std::process::exit(128 + signal)
 }
