@@ -688,6 +688,36 @@ fn a_call_that_outlasts_its_servers_shutdown_grace_fails_with_a_message() {
     )));
 }
 
+/// A tool with a co-process started while it loads (a pipe to it and
+/// one from it): the children would share them, and callers got each
+/// other's answers. Refused, as is a socket it holds.
+#[test]
+fn a_tool_holding_a_pipe_or_socket_when_it_reads_is_refused() {
+    let w = World::new();
+    w.script(
+        "coproc.py",
+        "#!/usr/bin/env python3\nimport subprocess, sys\n\
+         h = subprocess.Popen(['cat'], stdin=subprocess.PIPE, stdout=subprocess.PIPE)\n\
+         d = sys.stdin.read()\nh.stdin.write(d.encode()); h.stdin.close()\n\
+         print(h.stdout.read().decode(), end='')\n",
+    );
+    w.script(
+        "sock.py",
+        "#!/usr/bin/env python3\nimport socket, sys\na, b = socket.socketpair()\n\
+         print(len(sys.stdin.read()))\n",
+    );
+    for (tool, what) in [("./coproc.py", "a pipe"), ("./sock.py", "a socket")] {
+        let out = forked(&w, &[tool], b"alice's secret\n");
+        assert_eq!(out.status.code(), Some(1), "{tool}: {out:?}");
+        assert!(out.stdout.is_empty(), "{tool}: {out:?}");
+        let lines = viasock_lines(&out);
+        assert!(
+            lines[0].contains("cannot serve this tool") && lines[0].contains(what),
+            "{lines:?}"
+        );
+    }
+}
+
 #[test]
 fn a_tool_that_opens_a_file_for_writing_before_it_reads_is_refused() {
     // Every child would share the file: tac's scratch file carried one

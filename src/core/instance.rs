@@ -189,7 +189,9 @@ impl Instance {
             .and_then(|s| rustix::fs::fstat(s).ok())
             .map(|st| st.st_ino);
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let stderr_pipe = rustix::io::dup(&stderr).ok();
+        // Close-on-exec, as every descriptor of ours: a later tool must not
+        // inherit this one's stderr.
+        let stderr_pipe = rustix::io::fcntl_dupfd_cloexec(&stderr, 0).ok();
         let (tx, rx) = mpsc::channel(1024);
         let stderr_task = tokio::spawn(pump_stderr(pid, stderr, tx, tail.clone()));
         tracing::info!(pid, "tool started: {}", describe(spec));

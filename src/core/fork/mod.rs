@@ -478,6 +478,8 @@ impl ForkServer {
             Ok(p) => p,
             Err(e) => return failure(&format!("cannot make the fork server's socket: {e}")),
         };
+        // Its line to us: the one socket the tool may hold when it reads.
+        let control_inode = rustix::fs::fstat(&theirs).ok().map(|st| st.st_ino);
         let mut inst = match Instance::start_fork_server(spec, output, theirs, &library, |p| {
             self.pid.set(p)
         }) {
@@ -539,12 +541,11 @@ impl ForkServer {
                 return f;
             }
         }
-        if let Some(path) = refuse::shared_writable_files(inst.pid).first() {
+        if let Some(what) = refuse::shared_descriptors(inst.pid, control_inode).first() {
             inst.kill().await;
             let why = format!(
-                "before its first read the tool opened {path} for writing; every call's child \
-                 would share that file with every other, and one caller's data could reach \
-                 another"
+                "before its first read the tool opened {what}; every call's child would share \
+                 it with every other, and one caller's data could reach another"
             );
             tracing::warn!("{why}");
             return failure(&format!("--fork cannot serve this tool: {why}"));

@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::core::identity::resolve_program;
@@ -129,11 +129,14 @@ fn has_interpreter(f: &mut std::fs::File, head: &[u8]) -> Option<bool> {
     )
 }
 
-/// A regular file the process `pid` holds open for writing (beyond its
-/// stdio), which every call's child would share with every other: one
-/// caller's data could reach the next (`tac`'s scratch file, a log opened
-/// at start-up). Their paths.
-pub fn shared_writable_files(pid: u32) -> Vec<String> {
+/// What the process `pid` holds open (beyond its stdio and the socket
+/// of inode `control`, its line to the server) that every call's child
+/// would share with every other, so that one caller's data could reach
+/// the next: a regular file open for writing (`tac`'s scratch file, a log
+/// opened at start-up), a pipe (to or from a process it started) or a
+/// socket (a connection). How each is named.
+pub fn shared_descriptors(pid: u32, control: Option<u64>) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
     let mut found = Vec::new();
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return found;
@@ -146,16 +149,29 @@ pub fn shared_writable_files(pid: u32) -> Vec<String> {
         if fd <= 2 {
             continue;
         }
-        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
-        let flags = info
-            .lines()
-            .find_map(|l| l.strip_prefix("flags:"))
-            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-            .unwrap_or(0);
-        let writable = flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32;
-        if writable && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
-            let target = std::fs::read_link(entry.path()).unwrap_or_default();
-            found.push(target.to_string_lossy().into_owned());
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        let target = target.to_string_lossy().into_owned();
+        let kind = meta.file_type();
+        if kind.is_fifo() {
+            found.push(format!(
+                "a pipe ({target}, to or from a process it started?)"
+            ));
+        } else if kind.is_socket() && Some(meta.ino()) != control {
+            found.push(format!("a socket ({target}, a connection?)"));
+        } else if kind.is_file() {
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                .unwrap_or(0);
+            if flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
+                found.push(format!("{target} for writing"));
+            }
         }
     }
     found
@@ -211,18 +227,51 @@ mod tests {
     }
 
     #[test]
-    fn a_file_open_for_writing_is_found_and_one_for_reading_is_not() {
+    fn a_file_open_for_writing_a_pipe_and_a_socket_are_found() {
         let t = tempfile::tempdir().unwrap();
         let me = std::process::id();
         let _read = std::fs::File::open("/proc/self/exe").unwrap();
-        // Other tests of this process may hold files open for writing:
-        // only the one this test opens is looked for.
+        // Other tests of this process may hold descriptors open: only
+        // those this test opens are looked for.
         let path = t.path().join("scratch");
         let f = std::fs::File::create(&path).unwrap();
-        let ours = path.to_string_lossy().into_owned();
-        assert!(shared_writable_files(me).contains(&ours));
+        let ours = format!("{} for writing", path.display());
+        assert!(shared_descriptors(me, None).contains(&ours));
         drop(f);
-        assert!(!shared_writable_files(me).contains(&ours));
+        assert!(!shared_descriptors(me, None).contains(&ours));
+        let named = |fd: &dyn std::os::fd::AsFd| {
+            let link = std::fs::read_link(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd())
+            ))
+            .unwrap();
+            let link = link.to_string_lossy().into_owned();
+            shared_descriptors(me, None)
+                .iter()
+                .any(|d| d.contains(&link))
+        };
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        assert!(named(&r) && named(&w));
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(named(&a));
+        // The line to the server is not the tool's.
+        let ino = std::fs::metadata(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&b)
+        ))
+        .unwrap()
+        .ino();
+        let link = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&b)
+        ))
+        .unwrap();
+        let link = link.to_string_lossy().into_owned();
+        assert!(
+            !shared_descriptors(me, Some(ino))
+                .iter()
+                .any(|d| d.contains(&link))
+        );
     }
 
     #[test]

@@ -304,7 +304,7 @@ fn accept(
         // A second handle on the socket, to tell the client when its
         // handler panics (a bug): the call fails with a message, and the
         // server serves on.
-        let spare = rustix::io::dup(&stream).ok();
+        let spare = rustix::io::fcntl_dupfd_cloexec(&stream, 0).ok();
         let welcomed = Rc::new(std::cell::Cell::new(false));
         let told = welcomed.clone();
         let handler = tokio::task::spawn_local(async move {
