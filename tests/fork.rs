@@ -688,6 +688,23 @@ fn a_call_that_outlasts_its_servers_shutdown_grace_fails_with_a_message() {
     )));
 }
 
+/// A wrapper that `exec`s a runtime refused by name (here `cat` named
+/// `node`): found when the tool reads, by what it has become.
+#[test]
+fn a_wrapper_that_execs_a_runtime_that_cannot_fork_is_refused() {
+    let w = World::new();
+    std::fs::copy("/bin/cat", w.work.join("node")).unwrap();
+    w.script("wrap.sh", "#!/bin/sh\nexec ./node\n");
+    let out = forked(&w, &["./wrap.sh"], b"x\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let lines = viasock_lines(&out);
+    assert!(
+        lines[0].contains("cannot serve this tool") && lines[0].contains("JavaScript runtime"),
+        "{lines:?}"
+    );
+}
+
 /// A tool with a co-process started while it loads (a pipe to it and
 /// one from it): the children would share them, and callers got each
 /// other's answers. Refused, as is a socket it holds.

@@ -541,6 +541,11 @@ impl ForkServer {
                 return f;
             }
         }
+        if let Some(why) = refuse::runtime_at_read(inst.pid) {
+            inst.kill().await;
+            tracing::warn!("{why}");
+            return failure(&format!("--fork cannot serve this tool: {why}"));
+        }
         if let Some(what) = refuse::shared_descriptors(inst.pid, control_inode).first() {
             inst.kill().await;
             let why = format!(

@@ -27,18 +27,8 @@ fn judge(path: &Path, shown: &str, depth: usize) -> Option<String> {
             "{shown} is setuid or setgid: the dynamic loader does not preload into it"
         ));
     }
-    let name = path.file_name().unwrap_or_default();
-    if name == "java" {
-        return Some(format!(
-            "{shown} is a Java virtual machine: its threads (the compiler, the garbage \
-             collector) do not survive a fork"
-        ));
-    }
-    if ["node", "nodejs", "deno", "bun"].iter().any(|n| name == *n) {
-        return Some(format!(
-            "{shown} is a JavaScript runtime: its threads (the compiler, the garbage \
-             collector, the I/O pool) do not survive a fork"
-        ));
+    if let Some(why) = runtime(path, shown) {
+        return Some(why);
     }
     let mut f = std::fs::File::open(path).ok()?;
     let mut head = [0u8; 256];
@@ -59,6 +49,34 @@ fn judge(path: &Path, shown: &str, depth: usize) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// Why the runtime at `path` cannot be forked, if it is one of those.
+fn runtime(path: &Path, shown: &str) -> Option<String> {
+    let name = path.file_name().unwrap_or_default();
+    if name == "java" {
+        return Some(format!(
+            "{shown} is a Java virtual machine: its threads (the compiler, the garbage \
+             collector) do not survive a fork"
+        ));
+    }
+    if ["node", "nodejs", "deno", "bun"].iter().any(|n| name == *n) {
+        return Some(format!(
+            "{shown} is a JavaScript runtime: its threads (the compiler, the garbage \
+             collector, the I/O pool) do not survive a fork"
+        ));
+    }
+    None
+}
+
+/// Why the process `pid`, at its first read, cannot be forked: a wrapper
+/// that `exec`s a runtime of those [`reason`] refuses by name becomes it.
+pub fn runtime_at_read(pid: u32) -> Option<String> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    runtime(
+        &exe,
+        &format!("the program the tool became ({})", exe.display()),
+    )
 }
 
 /// The program a `#!` line runs: its first word, or for `env` the first
