@@ -29,10 +29,15 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, view: &LogView, the
         true => end_top,
         false => view.top.min(end_top),
     };
+    // The rows on screen, each line wrapped or cut once.
+    let mut on_screen: Vec<String> = Vec::with_capacity(rows);
     let mut to = from;
-    let mut used = 0;
-    while to < view.lines.len() && (to == from || used + taken(to) <= rows) {
-        used += taken(to);
+    while to < view.lines.len() {
+        let line = shown(to);
+        if to > from && on_screen.len() + line.len() > rows {
+            break;
+        }
+        on_screen.extend(line);
         to += 1;
     }
     view.page.set((to - from).max(1));
@@ -57,9 +62,9 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, view: &LogView, the
     );
     frame.render_widget(Paragraph::new(title), header);
     let needle = view.search.to_lowercase();
-    let lines: Vec<Line> = (from..to)
-        .flat_map(shown)
-        .map(|row| highlighted(&row, &needle))
+    let lines: Vec<Line> = on_screen
+        .iter()
+        .map(|row| highlighted(row, &needle))
         .collect();
     frame.render_widget(Paragraph::new(lines), body);
     let typing = view.searching.then_some(("search: ", view.search.as_str()));
