@@ -627,6 +627,17 @@ fn logs_show_the_tool_stderr() {
     assert_eq!(one.lines().count(), 1, "{one}");
 }
 
+/// `viasock logs -f ID`, started, and its stdout to read by lines.
+fn follow_logs(w: &World, id: &str) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut follow = w
+        .cmd(&["logs", "-f", id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(follow.stdout.take().unwrap());
+    (follow, lines)
+}
+
 #[test]
 fn logs_follow_shows_new_lines() {
     let w = World::new();
@@ -636,13 +647,8 @@ fn logs_follow_shows_new_lines() {
     );
     ok_stdout(&w.run(&["run", "./chatty.sh"], b"first\n"));
     let id = state_files(&w)[0]["id"].as_str().unwrap().to_owned();
-    let mut follow = w
-        .cmd(&["logs", "-f", &id])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut follow, mut lines) = follow_logs(&w, &id);
     ok_stdout(&w.run(&["run", "./chatty.sh"], b"second\n"));
-    let mut lines = BufReader::new(follow.stdout.take().unwrap());
     let mut seen = String::new();
     while !seen.contains("noted second") {
         let mut line = String::new();
@@ -660,12 +666,7 @@ fn logs_follow_ends_when_its_reader_goes() {
     let w = World::new();
     ok_stdout(&w.run(&["run", "cat"], b"x\n"));
     let id = state_files(&w)[0]["id"].as_str().unwrap().to_owned();
-    let mut follow = w
-        .cmd(&["logs", "-f", &id])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(follow.stdout.take().unwrap());
+    let (mut follow, mut lines) = follow_logs(&w, &id);
     let mut line = String::new();
     assert!(lines.read_line(&mut line).unwrap() > 0);
     drop(lines);
