@@ -10,8 +10,23 @@ use clap_complete::Shell;
 
 use super::Cli;
 
-/// What is hidden from help, and so from completion.
-const INTERNAL: [&str; 3] = ["__exec-tool", "--notify-ready", "--caller-on-stdin"];
+/// What is hidden from help, and so from completion: the hidden commands
+/// by name, and the hidden flags of any command as `--flag`.
+fn hidden(cmd: &clap::Command) -> Vec<String> {
+    let mut words = Vec::new();
+    for sub in cmd.get_subcommands() {
+        if sub.is_hide_set() {
+            words.push(sub.get_name().to_owned());
+        }
+        words.extend(
+            sub.get_arguments()
+                .filter(|a| a.is_hide_set())
+                .filter_map(|a| a.get_long())
+                .map(|l| format!("--{l}")),
+        );
+    }
+    words
+}
 
 /// The commands that take server ids.
 const TAKE_IDS: [&str; 3] = ["kill", "restart", "logs"];
@@ -21,13 +36,15 @@ const LIST_IDS: &str = "viasock ls -q 2>/dev/null";
 
 /// The completion script for `shell`.
 pub fn script(shell: Shell) -> String {
+    let mut cmd = Cli::command();
+    let hidden = hidden(&cmd);
     let mut raw = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "viasock", &mut raw);
+    clap_complete::generate(shell, &mut cmd, "viasock", &mut raw);
     let text = String::from_utf8_lossy(&raw);
     match shell {
-        Shell::Bash => bash(&text),
-        Shell::Zsh => zsh(&text),
-        Shell::Fish => fish(&text),
+        Shell::Bash => bash(&text, &hidden),
+        Shell::Zsh => zsh(&text, &hidden),
+        Shell::Fish => fish(&text, &hidden),
         _ => text.into_owned(),
     }
 }
@@ -36,7 +53,7 @@ pub fn script(shell: Shell) -> String {
 /// its case arm (`viasock__subcmd__kill)`); the internal words leave
 /// every such line, and the ids join the words of the commands that take
 /// them.
-fn bash(text: &str) -> String {
+fn bash(text: &str, hidden: &[String]) -> String {
     let mut out = String::with_capacity(text.len() + 256);
     let mut takes_ids = false;
     for line in text.lines() {
@@ -54,7 +71,7 @@ fn bash(text: &str) -> String {
                 let indent = &line[..line.len() - trimmed.len()];
                 let mut kept: Vec<&str> = words
                     .split_whitespace()
-                    .filter(|w| !INTERNAL.contains(w))
+                    .filter(|w| !hidden.iter().any(|h| h == w))
                     .collect();
                 let ids = format!("$({LIST_IDS})");
                 if takes_ids {
@@ -74,10 +91,10 @@ fn bash(text: &str) -> String {
 /// Zsh: an internal command or flag is one line of an `_arguments` or
 /// `_describe` list; the ids' argument specs get an action of our own in
 /// place of `_default`.
-fn zsh(text: &str) -> String {
+fn zsh(text: &str, hidden: &[String]) -> String {
     let mut out = String::with_capacity(text.len() + 256);
     for line in text.lines() {
-        let offered = INTERNAL
+        let offered = hidden
             .iter()
             .any(|w| line.starts_with(&format!("'{w}[")) || line.starts_with(&format!("'{w}:")));
         if offered {
@@ -106,15 +123,16 @@ fn zsh(text: &str) -> String {
 /// per command that takes ids is added. A `$` that starts no variable
 /// (clap leaves `'^$'` of a help text in double quotes) is escaped: fish
 /// refuses the whole file otherwise.
-fn fish(text: &str) -> String {
+fn fish(text: &str, hidden: &[String]) -> String {
     let mut out = String::with_capacity(text.len() + 512);
     for line in fish_dollars(text).lines() {
-        let internal = line.contains("-a \"__exec-tool\"")
-            || line.contains("using_subcommand __exec-tool\"")
-            || INTERNAL
-                .iter()
-                .filter_map(|w| w.strip_prefix("--"))
-                .any(|flag| line.contains(&format!(" -l {flag} ")));
+        let internal = hidden.iter().any(|w| match w.strip_prefix("--") {
+            Some(flag) => line.contains(&format!(" -l {flag} ")),
+            None => {
+                line.contains(&format!("-a \"{w}\""))
+                    || line.contains(&format!("using_subcommand {w}\""))
+            }
+        });
         if !internal {
             out.push_str(line);
             out.push('\n');
@@ -171,7 +189,11 @@ mod tests {
     fn no_script_offers_what_only_viasock_calls() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let s = script(shell);
-            for w in INTERNAL {
+            let hidden = hidden(&Cli::command());
+            for w in ["__exec-tool", "--notify-ready", "--caller-on-stdin"] {
+                assert!(hidden.iter().any(|h| h == w), "{w} is hidden");
+            }
+            for w in hidden.iter().map(String::as_str) {
                 let offered = match shell {
                     Shell::Bash => s
                         .lines()
